@@ -1,0 +1,35 @@
+/* otp.h: the endpoints: issue a code (generate), check a code (validate),
+ * and health.  No SQL text and no FastCGI here: store.c and http.c. */
+#ifndef OTPD_OTP_H
+#define OTPD_OTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rc.h"
+
+struct config;
+struct keyring;
+struct request;
+struct store;
+
+/* Everything a worker holds for its whole life. */
+struct app {
+	const struct config *cfg;
+	const struct keyring *kr;
+	struct store *st;
+};
+
+/* Handlers: each writes exactly one answer to r. */
+void otp_generate(struct app *app, struct request *r);
+void otp_validate(struct app *app, struct request *r);
+void otp_health(struct app *app, struct request *r);
+
+/* otp_outbox_aad: the authenticated data that binds a sealed code to its
+ * outbox row: "otpd/outbox/v1\n<otpId>\n<client id>\n<channel>\n
+ * <destination>".  Returns its length, or 0 when it does not fit in outlen
+ * bytes.  The sender rebuilds it to open the code. */
+size_t otp_outbox_aad(char *out, size_t outlen, const char *otp_id,
+    int64_t client_id, const char *channel, const char *destination);
+
+#endif

@@ -1,0 +1,342 @@
+/* otpd.c: the responder's main: arguments and configuration, library and
+ * key initialisation, the listening socket, and the prefork supervisor
+ * (respawns workers that die; on SIGTERM/SIGINT stops them gracefully). */
+#include <errno.h>
+#include <fcgiapp.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "crypto.h"
+#include "keyring.h"
+#include "log.h"
+#include "validate.h"
+#include "worker.h"
+
+#define MAX_WORKERS 256
+#define STOP_GRACE_SECONDS 30
+
+struct slot {
+	pid_t pid;
+	time_t started;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: otpd [options]\n"
+	    "  -c, --config FILE      configuration file (default %s)\n"
+	    "  -s, --socket ADDR      unix socket path or host:port; none: "
+	    "fd 0\n"
+	    "  -n, --workers N        worker processes (default: CPUs)\n"
+	    "  -d, --database CONN    PostgreSQL conninfo or URI\n"
+	    "  -k, --key-file FILE    key file (see otpd-keygen)\n"
+	    "  -b, --body-limit N     largest request body in bytes\n"
+	    "  -e, --expires-max N    largest expiresInSeconds\n"
+	    "  -l, --log-level LEVEL  error, warn, info or debug\n"
+	    "      --keygen FILE      add a new current key to FILE and exit\n"
+	    "  -h, --help             this text\n"
+	    "  -V, --version          print the version\n",
+	    CONFIG_DEFAULT_PATH);
+}
+
+static const struct option longopts[] = {
+	{"config", required_argument, NULL, 'c'},
+	{"socket", required_argument, NULL, 's'},
+	{"workers", required_argument, NULL, 'n'},
+	{"database", required_argument, NULL, 'd'},
+	{"key-file", required_argument, NULL, 'k'},
+	{"body-limit", required_argument, NULL, 'b'},
+	{"expires-max", required_argument, NULL, 'e'},
+	{"log-level", required_argument, NULL, 'l'},
+	{"keygen", required_argument, NULL, 'K'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{NULL, 0, NULL, 0},
+};
+
+/* flag letter -> setting name */
+static const char *
+flag_setting(int ch)
+{
+	switch (ch) {
+	case 's':
+		return "socket";
+	case 'n':
+		return "workers";
+	case 'd':
+		return "database";
+	case 'k':
+		return "key_file";
+	case 'b':
+		return "body_limit";
+	case 'e':
+		return "expires_max";
+	case 'l':
+		return "log_level";
+	}
+	return NULL;
+}
+
+static int
+keygen(const char *path)
+{
+	char err[256];
+	int32_t id;
+
+	if (crypto_init() != RC_OK ||
+	    keyring_generate(path, 0, &id, err, sizeof(err)) != RC_OK) {
+		fprintf(stderr, "otpd: %s\n", err);
+		return 1;
+	}
+	fprintf(stderr, "otpd: wrote key %d to %s (current)\n", (int)id, path);
+	return 0;
+}
+
+/*
+ * Parse the command line: the config file first (flags win over it), so
+ * flags are collected and applied after the file is read.
+ */
+static int
+load_settings(int argc, char **argv, struct config *cfg, int *done)
+{
+	const char *path = NULL, *flags[128][2];
+	char err[512];
+	int ch, nflags = 0, i;
+
+	*done = -1;
+	while ((ch = getopt_long(argc, argv, "c:s:n:d:k:b:e:l:hV", longopts,
+	    NULL)) != -1) {
+		if (ch == 'c') {
+			path = optarg;
+		} else if (ch == 'K') {
+			*done = keygen(optarg);
+			return RC_OK;
+		} else if (ch == 'h') {
+			usage(stdout);
+			*done = 0;
+			return RC_OK;
+		} else if (ch == 'V') {
+			printf("otpd %s\n", PACKAGE_VERSION);
+			*done = 0;
+			return RC_OK;
+		} else if (flag_setting(ch) != NULL && nflags < 128) {
+			flags[nflags][0] = flag_setting(ch);
+			flags[nflags++][1] = optarg;
+		} else {
+			usage(stderr);
+			*done = 2;
+			return RC_OK;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		*done = 2;
+		return RC_OK;
+	}
+	if (path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) == 0)
+		path = CONFIG_DEFAULT_PATH;
+	if (path != NULL && config_load(cfg, path, err, sizeof(err)) != RC_OK)
+		goto fail;
+	for (i = 0; i < nflags; i++)
+		if (config_set(cfg, flags[i][0], flags[i][1], err,
+		    sizeof(err)) != RC_OK)
+			goto fail;
+	return RC_OK;
+fail:
+	fprintf(stderr, "otpd: %s\n", err);
+	return RC_CONFIG;
+}
+
+/* the listening socket: configured, systemd's (fd 3) or inherited (fd 0) */
+static int
+open_listener(const struct config *cfg, int *unix_socket)
+{
+	const char *lfds = getenv("LISTEN_FDS"), *lpid = getenv("LISTEN_PID");
+	struct stat sb;
+	int fd;
+
+	*unix_socket = 0;
+	if (cfg->socket[0] != '\0') {
+		if (strchr(cfg->socket, ':') == NULL) {
+			/* a stale socket from an earlier run blocks bind() */
+			if (stat(cfg->socket, &sb) == 0 && S_ISSOCK(sb.st_mode))
+				unlink(cfg->socket);
+			*unix_socket = 1;
+		}
+		fd = FCGX_OpenSocket(cfg->socket, 1024);
+		if (fd < 0) {
+			log_error("event=listen_failed socket=%s error=\"%s\"",
+			    cfg->socket, strerror(errno));
+			return -1;
+		}
+		if (*unix_socket && chmod(cfg->socket, 0660) != 0)
+			log_warn("event=chmod_failed socket=%s", cfg->socket);
+		return fd;
+	}
+	if (lfds != NULL && lpid != NULL && strcmp(lfds, "1") == 0 &&
+	    strtol(lpid, NULL, 10) == (long)getpid())
+		return 3;
+	if (fstat(0, &sb) == 0 && S_ISSOCK(sb.st_mode))
+		return 0;
+	log_error("event=no_socket error=\"set socket, or start with a "
+	    "listening socket on fd 0\"");
+	return -1;
+}
+
+static pid_t
+spawn(int fd, const struct config *cfg, const struct keyring *kr)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(worker_run(fd, cfg, kr));
+	if (pid < 0)
+		log_error("event=fork_failed error=\"%s\"", strerror(errno));
+	return pid;
+}
+
+/* stop every worker: SIGTERM, a grace period, then SIGKILL */
+static void
+stop_workers(struct slot *slots, int n)
+{
+	struct timespec ts = {1, 0};
+	sigset_t set;
+	int i, alive, waited;
+
+	for (i = 0; i < n; i++)
+		if (slots[i].pid > 0)
+			kill(slots[i].pid, SIGTERM);
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	for (waited = 0; waited <= STOP_GRACE_SECONDS; waited++) {
+		pid_t pid;
+
+		while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+			for (i = 0; i < n; i++)
+				if (slots[i].pid == pid)
+					slots[i].pid = 0;
+		for (alive = 0, i = 0; i < n; i++)
+			alive += slots[i].pid > 0;
+		if (alive == 0)
+			return;
+		if (waited == STOP_GRACE_SECONDS)
+			break;
+		sigtimedwait(&set, NULL, &ts);
+	}
+	for (i = 0; i < n; i++)
+		if (slots[i].pid > 0) {
+			log_warn("event=worker_killed worker_pid=%d",
+			    (int)slots[i].pid);
+			kill(slots[i].pid, SIGKILL);
+			waitpid(slots[i].pid, NULL, 0);
+		}
+}
+
+/* reap dead workers and start their replacements */
+static void
+respawn(struct slot *slots, int n, int fd, const struct config *cfg,
+    const struct keyring *kr)
+{
+	pid_t pid;
+	int i, status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < n; i++) {
+			if (slots[i].pid != pid)
+				continue;
+			log_warn("event=worker_died worker_pid=%d status=%d",
+			    (int)pid, status);
+			/* a worker that dies at once would make a fork storm */
+			if (time(NULL) - slots[i].started < 1)
+				sleep(1);
+			slots[i].pid = spawn(fd, cfg, kr);
+			slots[i].started = time(NULL);
+		}
+	}
+}
+
+static int
+supervise(int fd, const struct config *cfg, const struct keyring *kr)
+{
+	struct slot slots[MAX_WORKERS];
+	sigset_t set;
+	int n, i, sig;
+
+	n = cfg->workers > 0 ? (int)cfg->workers :
+	    (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	if (n > MAX_WORKERS)
+		n = MAX_WORKERS;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	for (i = 0; i < n; i++) {
+		slots[i].pid = spawn(fd, cfg, kr);
+		slots[i].started = time(NULL);
+	}
+	log_info("event=started workers=%d", n);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGCHLD)
+			respawn(slots, n, fd, cfg, kr);
+		else if (sig == SIGTERM || sig == SIGINT)
+			break;
+	}
+	log_info("event=stopping");
+	stop_workers(slots, n);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config cfg;
+	struct keyring kr;
+	char err[512];
+	int done, fd, unix_socket, status;
+
+	if (config_init(&cfg) != RC_OK ||
+	    load_settings(argc, argv, &cfg, &done) != RC_OK)
+		return 1;
+	if (done >= 0)
+		return done;
+	log_set_level((enum log_level)log_parse_level(cfg.log_level));
+	validate_set_expires_max((int)cfg.expires_max);
+	if (crypto_init() != RC_OK) {
+		fprintf(stderr, "otpd: could not initialise libgcrypt\n");
+		return 1;
+	}
+	if (keyring_load(&kr, cfg.key_file, err, sizeof(err)) != RC_OK) {
+		fprintf(stderr, "otpd: %s\n", err);
+		return 1;
+	}
+	if (FCGX_Init() != 0) {
+		fprintf(stderr, "otpd: could not initialise libfcgi\n");
+		return 1;
+	}
+	fd = open_listener(&cfg, &unix_socket);
+	if (fd < 0)
+		return 1;
+	status = supervise(fd, &cfg, &kr);
+	close(fd);
+	if (unix_socket)
+		unlink(cfg.socket);
+	keyring_wipe(&kr);
+	config_free(&cfg);
+	log_info("event=stopped");
+	return status;
+}

@@ -1,0 +1,97 @@
+/* worker.c: the FCGX_Accept_r loop of one worker process, per-request reset
+ * and graceful stop.  A worker never exits because of a request or of the
+ * database. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "otp.h"
+#include "router.h"
+#include "store.h"
+#include "worker.h"
+
+static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t busy;
+
+/* idle in accept(): leave now; busy: finish the request first */
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+	if (!busy)
+		_exit(0);
+}
+
+static void
+install_handlers(void)
+{
+	struct sigaction sa;
+	sigset_t set;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int
+worker_run(int listen_fd, const struct config *cfg, const struct keyring *kr)
+{
+	char method[16], path[80];
+	struct request r;
+	struct app app;
+	unsigned long seq = 0;
+	int status = 0;
+
+	memset(&app, 0, sizeof(app));
+	app.cfg = cfg;
+	app.kr = kr;
+	app.st = store_new(cfg->database);
+	if (app.st == NULL ||
+	    http_request_init(&r, listen_fd, (size_t)cfg->body_limit) != RC_OK) {
+		log_error("event=worker_init_failed error=\"out of memory\"");
+		return 1;
+	}
+	install_handlers();
+	log_debug("event=worker_started");
+	while (!stopping) {
+		if (FCGX_Accept_r(&r.fcgi) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("event=accept_failed error=\"%s\"",
+			    strerror(errno));
+			status = 1;
+			break;
+		}
+		busy = 1;
+		http_request_begin(&r, ++seq);
+		router_dispatch(&app, &r);
+		log_info("event=request method=%s path=%s status=%d",
+		    log_safe(r.method, method, sizeof(method)),
+		    log_safe(r.path, path, sizeof(path)), r.status);
+		FCGX_Finish_r(&r.fcgi);
+		log_set_request(NULL);
+		busy = 0;
+	}
+	store_free(app.st);
+	buf_free(&r.body);
+	buf_free(&r.out);
+	return status;
+}
