@@ -175,26 +175,41 @@ status_text(int status)
 	}
 }
 
-void
-http_reply(struct request *r, int status, const char *extra,
-    const char *json, size_t n)
+/* write the head and the body; extra is a header line or NULL */
+static void
+reply(struct request *r, int status, const char *ctype, const char *extra,
+    const char *body, size_t n)
 {
 	char head[256];
 	int hn;
 
 	hn = snprintf(head, sizeof(head), "Status: %d %s\r\n"
-	    "Content-Type: application/json\r\n"
+	    "Content-Type: %s\r\n"
 	    "Cache-Control: no-store\r\n"
 	    "Content-Length: %zu\r\n%s%s\r\n",
-	    status, status_text(status), n, extra ? extra : "",
+	    status, status_text(status), ctype, n, extra ? extra : "",
 	    extra ? "\r\n" : "");
 	if (hn < 0 || (size_t)hn >= sizeof(head))
 		hn = 0;
 	/* a client that went away is not an error worth a log line */
 	if (FCGX_PutStr(head, hn, r->fcgi.out) < 0 ||
-	    FCGX_PutStr(json, (int)n, r->fcgi.out) < 0)
+	    FCGX_PutStr(body, (int)n, r->fcgi.out) < 0)
 		log_debug("event=write_failed");
 	r->status = status;
+}
+
+void
+http_reply(struct request *r, int status, const char *extra,
+    const char *json, size_t n)
+{
+	reply(r, status, "application/json", extra, json, n);
+}
+
+void
+http_reply_text(struct request *r, int status, const char *ctype,
+    const char *body, size_t n)
+{
+	reply(r, status, ctype, NULL, body, n);
 }
 
 void

@@ -44,6 +44,10 @@ int http_read_body(struct request *r) WARN_UNUSED;
 void http_reply(struct request *r, int status, const char *extra,
     const char *json, size_t n);
 
+/* http_reply_text: write status with a body of another content type. */
+void http_reply_text(struct request *r, int status, const char *ctype,
+    const char *body, size_t n);
+
 /* http_reply_error: answer the error rc with message and, for validation
  * errors, every message in errs; extra is a header line or NULL. */
 void http_reply_error(struct request *r, int rc, const char *message,

@@ -30,7 +30,8 @@ enum jsonv_found {
  * value (the caller json_object_put()s it) and RC_OK is returned; otherwise
  * *out is NULL and RC_INVALID is returned.  When the value parses but is not
  * an object, RC_INVALID too (the caller answers "Request body must be a JSON
- * object.").  A NUL byte anywhere in the body is RC_INVALID. */
+ * object.").  A NUL byte anywhere in the body is RC_INVALID.  RC_NOMEM
+ * when json-c cannot allocate. */
 int jsonv_parse(const char *body, size_t len, struct json_object **out)
     WARN_UNUSED;
 

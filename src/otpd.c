@@ -17,6 +17,7 @@
 #include "crypto.h"
 #include "keyring.h"
 #include "log.h"
+#include "metrics.h"
 #include "validate.h"
 #include "worker.h"
 
@@ -324,7 +325,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "otpd: %s\n", err);
 		return 1;
 	}
-	if (FCGX_Init() != 0) {
+	if (metrics_init() != RC_OK || FCGX_Init() != 0) {
 		fprintf(stderr, "otpd: could not initialise libfcgi\n");
 		return 1;
 	}

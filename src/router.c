@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "metrics.h"
 #include "otp.h"
 #include "router.h"
 
@@ -17,6 +18,7 @@ static const struct route routes[] = {
 	{"POST", "/otp/validate", "Allow: POST", otp_validate},
 	{"GET", "/otp/health", "Allow: GET, HEAD", otp_health},
 	{"HEAD", "/otp/health", "Allow: GET, HEAD", otp_health},
+	{"GET", "/otp/metrics", "Allow: GET", metrics_handle},
 };
 
 void

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 struct store {
@@ -86,6 +87,15 @@ static const struct statement statements[] = {
 	    "INSERT INTO otp.attempts (code_id, client_id, destination,"
 	    " outcome, expires_at) SELECT id, client_id, destination, $2,"
 	    " expires_at FROM otp.codes WHERE id = $1"},
+	{"outbox_pending",
+	    "SELECT count(*), COALESCE(extract(epoch FROM now() -"
+	    " min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())), 0)"
+	    " FROM otp.outbox WHERE status = 'pending'"},
+	{"delivery_counts",
+	    "SELECT c.name, p.name, p.kind, d.outcome, d.n"
+	    " FROM otp.delivery_counts d"
+	    " JOIN otp.providers p ON p.id = d.provider_id"
+	    " JOIN otp.clients c ON c.id = p.client_id ORDER BY 1, 2, 3, 4"},
 };
 
 #define NSTATEMENTS (sizeof(statements) / sizeof(statements[0]))
@@ -191,6 +201,7 @@ store_fail(struct store *st, const char *name, PGresult *res)
 	    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	char msg[256];
 
+	metrics_db_error();
 	if (PQstatus(st->conn) != CONNECTION_OK || state == NULL ||
 	    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
 		log_warn("event=db_unavailable statement=%s error=\"%s\"", name,
@@ -474,4 +485,34 @@ store_attempt_note(struct store *st, const char *otp_id, const char *outcome)
 	rc = store_run(st, "attempt_note", 2, vals, NULL, 0, false, &res);
 	PQclear(res);
 	return rc;
+}
+
+int
+store_outbox_stats(struct store *st, struct store_outbox_stats *s,
+    store_delivery_fn *fn, void *arg)
+{
+	PGresult *res;
+	char *end;
+	int rc, i;
+
+	memset(s, 0, sizeof(*s));
+	rc = store_run(st, "outbox_pending", 0, NULL, NULL, 0, true, &res);
+	if (rc != RC_OK)
+		return rc;
+	if (PQntuples(res) == 1) {
+		rc = get_i64(res, 0, &s->pending);
+		s->oldest_due_seconds = strtod(PQgetvalue(res, 0, 1), &end);
+	}
+	PQclear(res);
+	if (rc != RC_OK)
+		return rc;
+	rc = store_run(st, "delivery_counts", 0, NULL, NULL, 0, true, &res);
+	if (rc != RC_OK)
+		return rc;
+	for (i = 0; i < PQntuples(res); i++)
+		fn(arg, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+		    PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+		    PQgetvalue(res, i, 4));
+	PQclear(res);
+	return RC_OK;
 }

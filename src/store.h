@@ -55,6 +55,17 @@ struct store_code_state {
 	uint8_t tag[CRYPTO_TAG_LEN];
 };
 
+/* Outbox figures for /otp/metrics. */
+struct store_outbox_stats {
+	int64_t pending;
+	double oldest_due_seconds;	/* 0 when nothing is due */
+};
+
+/* A callback for each (client, provider, kind, outcome, total) row. */
+typedef void store_delivery_fn(void *arg, const char *client,
+    const char *provider, const char *kind, const char *outcome,
+    const char *total);
+
 /* store_new: a store that will connect to conninfo on first use; NULL when
  * out of memory.  Call in the worker, after fork. */
 struct store *store_new(const char *conninfo);
@@ -101,5 +112,10 @@ int store_verify_finish(struct store *st, const char *otp_id,
  * "expired", "consumed") for a code that was not compared. */
 int store_attempt_note(struct store *st, const char *otp_id,
     const char *outcome) WARN_UNUSED;
+
+/* store_outbox_stats: pending jobs and the age of the oldest due one, then
+ * each delivery total through fn. */
+int store_outbox_stats(struct store *st, struct store_outbox_stats *s,
+    store_delivery_fn *fn, void *arg) WARN_UNUSED;
 
 #endif

@@ -51,8 +51,9 @@ struct validate_req {
 /* channel_name: "email" or "sms". */
 const char *channel_name(enum channel c);
 
-/* validate_generate: check a generate body.  expires_max is the largest
- * expiresInSeconds allowed.  Returns RC_OK with *req filled, or RC_INVALID
+/* validate_generate: check a generate body against the largest
+ * expiresInSeconds set by validate_set_expires_max().  Returns RC_OK with
+ * *req filled, or RC_INVALID
  * with errs filled: first every missing / wrong-typed field in the order
  * channel, provider, destination, type, length, expiresInSeconds,
  * templateId; then formats and ranges in the same order.  The exact texts:

@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "otp.h"
 #include "router.h"
 #include "store.h"
@@ -55,6 +57,7 @@ int
 worker_run(int listen_fd, const struct config *cfg, const struct keyring *kr)
 {
 	char method[16], path[80];
+	struct timespec t0, t1;
 	struct request r;
 	struct app app;
 	unsigned long seq = 0;
@@ -81,8 +84,12 @@ worker_run(int listen_fd, const struct config *cfg, const struct keyring *kr)
 			break;
 		}
 		busy = 1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		http_request_begin(&r, ++seq);
 		router_dispatch(&app, &r);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		metrics_record(r.path, r.status, (double)(t1.tv_sec - t0.tv_sec) +
+		    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 		log_info("event=request method=%s path=%s status=%d",
 		    log_safe(r.method, method, sizeof(method)),
 		    log_safe(r.path, path, sizeof(path)), r.status);
