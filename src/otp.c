@@ -111,7 +111,37 @@ otp_outbox_aad(char *out, size_t outlen, const char *otp_id,
 	return (size_t)n;
 }
 
-/* draw the code, tag it and seal it for the outbox; the code is wiped */
+/* the client id last seen for this key hash, or 0 */
+static struct otp_client_hint *
+client_hint(struct app *app, const uint8_t key_hash[CRYPTO_TAG_LEN])
+{
+	return &app->hints[key_hash[0] % OTP_CLIENT_CACHE];
+}
+
+static int64_t
+client_hint_get(struct app *app, const uint8_t key_hash[CRYPTO_TAG_LEN])
+{
+	struct otp_client_hint *h = client_hint(app, key_hash);
+
+	if (memcmp(h->key_hash, key_hash, CRYPTO_TAG_LEN) != 0)
+		return 0;
+	return h->client_id;
+}
+
+static void
+client_hint_set(struct app *app, const uint8_t key_hash[CRYPTO_TAG_LEN],
+    int64_t client_id)
+{
+	struct otp_client_hint *h = client_hint(app, key_hash);
+
+	memcpy(h->key_hash, key_hash, CRYPTO_TAG_LEN);
+	h->client_id = client_id;
+}
+
+/*
+ * Draw a code for c->client_id, tag it and seal it for the outbox; the
+ * plaintext is wiped before returning.
+ */
 static int
 issue_code(struct app *app, const struct generate_req *g,
     struct store_code *c, uint8_t *tag, uint8_t *sealed)
@@ -145,7 +175,7 @@ issue_code(struct app *app, const struct generate_req *g,
 
 static void
 reply_generated(struct request *r, const char *otp_id,
-    const struct generate_req *g, const char *created, const char *expires)
+    const struct generate_req *g, const struct store_issued *done)
 {
 	struct buf *o = &r->out;
 	int e = 0;
@@ -154,22 +184,61 @@ reply_generated(struct request *r, const char *otp_id,
 	e |= buf_printf(o, "{\"otpId\":\"%s\",\"destination\":", otp_id);
 	e |= buf_json_string(o, g->destination, g->destination_len);
 	e |= buf_printf(o, ",\"createdAt\":\"%s\",\"expiresAt\":\"%s\"}",
-	    created, expires);
+	    done->created, done->expires);
 	if (e != 0)
 		reply_rc(r, RC_INTERNAL);
 	else
 		http_reply(r, 200, NULL, o->data, o->len);
 }
 
+/*
+ * One round trip in the usual case: the tag and the sealed copy are made
+ * for the client this key belonged to last time, and the statement checks
+ * that.  When it answers "stale" (first use in this worker, or a changed
+ * key), they are made again for the client it names.
+ */
+static int
+issue(struct app *app, const uint8_t key_hash[CRYPTO_TAG_LEN],
+    const struct generate_req *g, char *otp_id, struct store_issued *done)
+{
+	uint8_t tag[CRYPTO_TAG_LEN];
+	uint8_t sealed[VALIDATE_LENGTH_MAX + CRYPTO_SEAL_OVERHEAD];
+	struct store_code c;
+	int rc, tries;
+
+	memset(&c, 0, sizeof(c));
+	c.key_hash = key_hash;
+	c.client_id = client_hint_get(app, key_hash);
+	c.channel = channel_name(g->channel);
+	c.provider = g->provider;
+	c.template_id = g->template_id;
+	c.otp_id = otp_id;
+	c.destination = g->destination;
+	c.expires_in = g->expires_in;
+	for (tries = 0; tries < 2; tries++) {
+		rc = crypto_uuid(otp_id);
+		if (rc == RC_OK)
+			rc = issue_code(app, g, &c, tag, sealed);
+		if (rc != RC_OK) {
+			log_error("event=issue_failed error=\"%s\"", rc_str(rc));
+			return RC_INTERNAL;
+		}
+		rc = store_issue(app->st, &c, done);
+		if (rc != RC_OK || done->result != ISSUE_STALE)
+			break;
+		client_hint_set(app, key_hash, done->client_id);
+		c.client_id = done->client_id;
+	}
+	crypto_wipe(sealed, sizeof(sealed));
+	return rc;
+}
+
 void
 otp_generate(struct app *app, struct request *r)
 {
-	uint8_t key_hash[CRYPTO_TAG_LEN], tag[CRYPTO_TAG_LEN];
-	uint8_t sealed[VALIDATE_LENGTH_MAX + CRYPTO_SEAL_OVERHEAD];
 	char otp_id[CRYPTO_UUID_LEN + 1];
-	char created[STORE_TIME_MAX], expires[STORE_TIME_MAX];
-	struct store_issue_ctx ctx;
-	struct store_code c;
+	uint8_t key_hash[CRYPTO_TAG_LEN];
+	struct store_issued done;
 	struct generate_req g;
 	struct verrors errs;
 	struct json_object *body;
@@ -182,89 +251,72 @@ otp_generate(struct app *app, struct request *r)
 		reply_invalid(app, r, key_hash, errs.msg[0], &errs);
 		goto out;
 	}
-	rc = store_issue_lookup(app->st, key_hash, channel_name(g.channel),
-	    g.provider, g.template_id, &ctx);
-	if (rc != RC_OK) {
-		reply_rc(r, rc);
-		goto out;
-	}
-	if (ctx.provider_id == 0 || (g.template_id != NULL &&
-	    !ctx.template_found)) {
-		const char *msg = ctx.provider_id == 0 ? MSG_PROVIDER :
-		    MSG_TEMPLATE;
-
-		http_reply_error(r, RC_INVALID, msg, NULL, NULL);
-		goto out;
-	}
-	rc = crypto_uuid(otp_id);
-	memset(&c, 0, sizeof(c));
-	c.otp_id = otp_id;
-	c.client_id = ctx.client_id;
-	c.provider_id = ctx.provider_id;
-	c.channel = channel_name(g.channel);
-	c.destination = g.destination;
-	c.expires_in = g.expires_in;
-	c.max_attempts = ctx.max_attempts;
-	c.lock_seconds = ctx.lock_seconds;
-	c.template_id = ctx.template_found ? ctx.template_id : NULL;
-	if (rc == RC_OK)
-		rc = issue_code(app, &g, &c, tag, sealed);
-	if (rc != RC_OK) {
-		log_error("event=issue_failed error=\"%s\"", rc_str(rc));
-		reply_rc(r, RC_INTERNAL);
-		goto out;
-	}
-	rc = store_issue_insert(app->st, &c, created, expires);
+	rc = issue(app, key_hash, &g, otp_id, &done);
 	if (rc != RC_OK)
 		reply_rc(r, rc);
+	else if (done.result == ISSUE_NO_PROVIDER)
+		http_reply_error(r, RC_INVALID, MSG_PROVIDER, NULL, NULL);
+	else if (done.result == ISSUE_NO_TEMPLATE)
+		http_reply_error(r, RC_INVALID, MSG_TEMPLATE, NULL, NULL);
+	else if (done.result == ISSUE_OK)
+		reply_generated(r, otp_id, &g, &done);
 	else
-		reply_generated(r, otp_id, &g, created, expires);
+		reply_rc(r, RC_INTERNAL);	/* stale twice: a race, rare */
 out:
 	json_object_put(body);
 }
 
-/* compare the submitted code with the stored tag, in constant time */
-static bool
-code_matches(struct app *app, const struct store_code_state *s,
-    const struct validate_req *v)
+/*
+ * The tag of the submitted code under every key of the key file, since the
+ * row says which key it was issued under; and their ids as an int[] literal.
+ */
+static int
+candidate_tags(struct app *app, int64_t client_id,
+    const struct validate_req *v, uint8_t *tags, char *ids, size_t idslen)
 {
-	const struct keyring_key *k = keyring_find(app->kr, s->key_id);
-	uint8_t tag[CRYPTO_TAG_LEN];
-	bool match;
+	const struct keyring *kr = app->kr;
+	size_t used = 0;
+	int i, n, rc = RC_OK;
 
-	if (k == NULL) {
-		log_warn("event=unknown_key key_id=%d", (int)s->key_id);
-		return false;
+	ids[used++] = '{';
+	for (i = 0; i < kr->n && rc == RC_OK; i++) {
+		rc = crypto_code_tag(kr->keys[i].mac, client_id, v->otp_id,
+		    v->otp, v->otp_len, tags + (size_t)i * CRYPTO_TAG_LEN);
+		n = snprintf(ids + used, idslen - used, "%s%d", i ? "," : "",
+		    (int)kr->keys[i].id);
+		if (n < 0 || (size_t)n >= idslen - used - 1)
+			return RC_INTERNAL;
+		used += (size_t)n;
 	}
-	if (crypto_code_tag(k->mac, s->client_id, v->otp_id, v->otp,
-	    v->otp_len, tag) != RC_OK)
-		return false;
-	match = crypto_equal(tag, s->tag, CRYPTO_TAG_LEN) == 1;
-	crypto_wipe(tag, sizeof(tag));
-	return match;
+	ids[used++] = '}';
+	ids[used] = '\0';
+	return rc;
 }
 
-/* a code that cannot be compared now: note why, then answer */
-static void
-reply_not_comparable(struct app *app, struct request *r,
-    const struct validate_req *v, const struct store_code_state *s)
+/* one round trip in the usual case; see issue() for "stale" */
+static int
+verify(struct app *app, const uint8_t key_hash[CRYPTO_TAG_LEN],
+    const struct validate_req *v, struct store_verified *out)
 {
-	char retry[48];
-	const char *outcome = s->consumed ? "consumed" :
-	    s->expired ? "expired" : "locked";
-	int rc;
+	uint8_t tags[KEYRING_MAX * CRYPTO_TAG_LEN];
+	char ids[KEYRING_MAX * 12 + 3];
+	int64_t client_id = client_hint_get(app, key_hash);
+	size_t tags_len = (size_t)app->kr->n * CRYPTO_TAG_LEN;
+	int rc, tries;
 
-	rc = store_attempt_note(app->st, v->otp_id, outcome);
-	if (rc != RC_OK) {
-		reply_rc(r, rc);
-		return;
+	for (tries = 0; tries < 2; tries++) {
+		rc = candidate_tags(app, client_id, v, tags, ids, sizeof(ids));
+		if (rc != RC_OK)
+			break;
+		rc = store_verify(app->st, key_hash, client_id, v->otp_id, ids,
+		    tags, tags_len, out);
+		if (rc != RC_OK || out->verdict != VERDICT_STALE)
+			break;
+		client_hint_set(app, key_hash, out->client_id);
+		client_id = out->client_id;
 	}
-	if (!s->locked || s->consumed || s->expired) {
-		http_reply_error(r, RC_INVALID, MSG_INVALID_OTP, NULL, NULL);
-		return;
-	}
-	snprintf(retry, sizeof(retry), "Retry-After: %d", s->retry_after);
-	http_reply_error(r, RC_LOCKED, MSG_LOCKED, NULL, retry);
+	crypto_wipe(tags, sizeof(tags));
+	return rc;
 }
 
 void
@@ -273,11 +325,11 @@ otp_validate(struct app *app, struct request *r)
 	static const char ok[] =
 	    "{\"success\":true,\"message\":\"OTP validated successfully.\"}";
 	uint8_t key_hash[CRYPTO_TAG_LEN];
-	struct store_code_state s;
+	struct store_verified out;
 	struct validate_req v;
 	struct verrors errs;
 	struct json_object *body;
-	bool match, applied;
+	char retry[48];
 	int rc;
 
 	body = read_json_body(r, key_hash);
@@ -291,28 +343,20 @@ otp_validate(struct app *app, struct request *r)
 		reply_invalid(app, r, key_hash, MSG_INVALID_OTP, NULL);
 		goto out;
 	}
-	rc = store_verify_lookup(app->st, key_hash, v.otp_id, &s);
+	rc = verify(app, key_hash, &v, &out);
 	if (rc != RC_OK) {
 		reply_rc(r, rc);
-		goto out;
-	}
-	if (!s.found) {
-		http_reply_error(r, RC_INVALID, MSG_INVALID_OTP, NULL, NULL);
-		goto out;
-	}
-	if (s.consumed || s.expired || s.locked) {
-		reply_not_comparable(app, r, &v, &s);
-		goto out;
-	}
-	match = code_matches(app, &s, &v);
-	rc = store_verify_finish(app->st, v.otp_id, s.client_id, match,
-	    &applied);
-	if (rc != RC_OK)
-		reply_rc(r, rc);
-	else if (match && applied)
+	} else if (out.verdict == VERDICT_OK) {
 		http_reply(r, 200, NULL, ok, sizeof(ok) - 1);
-	else
+	} else if (out.verdict == VERDICT_LOCKED) {
+		snprintf(retry, sizeof(retry), "Retry-After: %d",
+		    out.retry_after);
+		http_reply_error(r, RC_LOCKED, MSG_LOCKED, NULL, retry);
+	} else if (out.verdict == VERDICT_STALE) {
+		reply_rc(r, RC_INTERNAL);	/* stale twice: a race, rare */
+	} else {
 		http_reply_error(r, RC_INVALID, MSG_INVALID_OTP, NULL, NULL);
+	}
 out:
 	json_object_put(body);
 }

@@ -13,11 +13,22 @@ struct keyring;
 struct request;
 struct store;
 
+#define OTP_CLIENT_CACHE 64
+
+/* Which client an API key hash belongs to, as last seen; only a hint: every
+ * statement re-checks the key, so a stale entry costs one more round trip
+ * and never grants access. */
+struct otp_client_hint {
+	uint8_t key_hash[32];
+	int64_t client_id;
+};
+
 /* Everything a worker holds for its whole life. */
 struct app {
 	const struct config *cfg;
 	const struct keyring *kr;
 	struct store *st;
+	struct otp_client_hint hints[OTP_CLIENT_CACHE];
 };
 
 /* Handlers: each writes exactly one answer to r. */

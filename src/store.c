@@ -29,64 +29,44 @@ static const struct statement statements[] = {
 	{"ping", "SELECT 1"},
 	{"auth",
 	    "SELECT id FROM otp.clients WHERE api_key_hash = $1 AND enabled"},
-	{"issue_lookup",
-	    "SELECT c.id, p.id, p.max_attempts, p.lock_seconds,"
+	/*
+	 * Generate in one statement.  k is the key's client with the named
+	 * provider and template (NULLs when missing); the code is inserted
+	 * only when all are there and the tag was made for this client.
+	 */
+	{"issue",
+	    "WITH k AS (SELECT c.id AS client_id, p.id AS provider_id,"
+	    " p.max_attempts, p.lock_seconds,"
 	    " (SELECT t.template_id FROM otp.templates t"
-	    "  WHERE t.client_id = c.id AND t.channel = $2 AND"
-	    "  CASE WHEN $4::text IS NULL THEN t.is_default"
-	    "  ELSE t.template_id = $4 END LIMIT 1)"
+	    "  WHERE t.client_id = c.id AND t.channel = $3 AND"
+	    "  CASE WHEN $5::text IS NULL THEN t.is_default"
+	    "  ELSE t.template_id = $5 END LIMIT 1) AS template_id"
 	    " FROM otp.clients c LEFT JOIN otp.providers p"
-	    " ON p.client_id = c.id AND p.channel = $2 AND p.name = $3"
-	    " WHERE c.api_key_hash = $1 AND c.enabled"},
-	{"issue_insert",
-	    "WITH c AS (INSERT INTO otp.codes (id, client_id, provider_id,"
+	    " ON p.client_id = c.id AND p.channel = $3 AND p.name = $4"
+	    " WHERE c.api_key_hash = $1 AND c.enabled),"
+	    " ins AS (INSERT INTO otp.codes (id, client_id, provider_id,"
 	    " channel, destination, code_hash, key_id, created_at, expires_at,"
-	    " max_attempts, lock_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7,"
-	    " now(), now() + make_interval(secs => $8::int), $9, $10)"
+	    " max_attempts, lock_seconds) SELECT $6, k.client_id,"
+	    " k.provider_id, $3, $7, $8, $9, now(),"
+	    " now() + make_interval(secs => $10::int), k.max_attempts,"
+	    " k.lock_seconds FROM k WHERE k.client_id = $2"
+	    " AND k.provider_id IS NOT NULL"
+	    " AND ($5::text IS NULL OR k.template_id IS NOT NULL)"
 	    " RETURNING id, created_at, expires_at),"
 	    " o AS (INSERT INTO otp.outbox (id, client_id, provider_id, channel,"
 	    " destination, template_id, code_sealed, key_id, created_at,"
-	    " expires_at, next_attempt_at) SELECT id, $2, $3, $4, $5, $11, $12,"
-	    " $7, created_at, expires_at, created_at FROM c)"
-	    " SELECT " TS_UTC("created_at") ", " TS_UTC("expires_at") ","
-	    " pg_notify('otpd_outbox', '') FROM c"},
-	{"verify_lookup",
-	    "SELECT c.id, k.code_hash, k.key_id, k.consumed_at IS NOT NULL,"
-	    " k.expires_at <= now(), COALESCE(k.locked_until > now(), false),"
-	    " GREATEST(1, ceil(extract(epoch FROM k.locked_until - now())))::int"
-	    " FROM otp.clients c LEFT JOIN otp.codes k"
-	    " ON k.id = $2 AND k.client_id = c.id"
-	    " WHERE c.api_key_hash = $1 AND c.enabled"},
-	{"verify_success",
-	    "WITH u AS (UPDATE otp.codes SET consumed_at = now()"
-	    " WHERE id = $1 AND client_id = $2 AND consumed_at IS NULL"
-	    " AND expires_at > now() AND (locked_until IS NULL OR"
-	    " locked_until <= now())"
-	    " RETURNING id, client_id, destination, expires_at),"
-	    " a AS (INSERT INTO otp.attempts (code_id, client_id, destination,"
-	    " outcome, expires_at) SELECT id, client_id, destination,"
-	    " 'success', expires_at FROM u)"
-	    " SELECT count(*) FROM u"},
-	/* a lock that has run out starts a fresh count of failures */
-	{"verify_failure",
-	    "WITH u AS (UPDATE otp.codes SET"
-	    " failed_attempts = CASE WHEN locked_until IS NOT NULL THEN 1"
-	    " ELSE failed_attempts + 1 END,"
-	    " locked_until = CASE WHEN (CASE WHEN locked_until IS NOT NULL"
-	    " THEN 1 ELSE failed_attempts + 1 END) >= max_attempts"
-	    " THEN now() + make_interval(secs => lock_seconds) END"
-	    " WHERE id = $1 AND client_id = $2 AND consumed_at IS NULL"
-	    " AND expires_at > now() AND (locked_until IS NULL OR"
-	    " locked_until <= now())"
-	    " RETURNING id, client_id, destination, expires_at),"
-	    " a AS (INSERT INTO otp.attempts (code_id, client_id, destination,"
-	    " outcome, expires_at) SELECT id, client_id, destination,"
-	    " 'mismatch', expires_at FROM u)"
-	    " SELECT count(*) FROM u"},
-	{"attempt_note",
-	    "INSERT INTO otp.attempts (code_id, client_id, destination,"
-	    " outcome, expires_at) SELECT id, client_id, destination, $2,"
-	    " expires_at FROM otp.codes WHERE id = $1"},
+	    " expires_at, next_attempt_at) SELECT ins.id, k.client_id,"
+	    " k.provider_id, $3, $7, k.template_id, $11, $9, ins.created_at,"
+	    " ins.expires_at, ins.created_at FROM ins, k)"
+	    " SELECT k.client_id, k.provider_id IS NOT NULL,"
+	    " k.template_id IS NOT NULL, " TS_UTC("ins.created_at") ","
+	    " " TS_UTC("ins.expires_at") ","
+	    " CASE WHEN ins.id IS NOT NULL"
+	    " THEN pg_notify('otpd_outbox', '') END"
+	    " FROM k LEFT JOIN ins ON true"},
+	{"verify",
+	    "SELECT outcome, client_id, retry_after"
+	    " FROM otp.verify($1, $2, $3, $4, $5)"},
 	{"outbox_pending",
 	    "SELECT count(*), COALESCE(extract(epoch FROM now() -"
 	    " min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())), 0)"
@@ -307,36 +287,55 @@ store_auth(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
 }
 
 int
-store_issue_lookup(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
-    const char *channel, const char *provider, const char *template_id,
-    struct store_issue_ctx *ctx)
+store_issue(struct store *st, const struct store_code *c,
+    struct store_issued *out)
 {
-	const char *vals[4] = {(const char *)key_hash, channel, provider,
-	    template_id};
-	int lens[4] = {CRYPTO_TAG_LEN, 0, 0, 0};
+	char client[24], key[16], exp[16];
+	const char *vals[11];
+	int lens[11] = {CRYPTO_TAG_LEN};
 	PGresult *res;
 	int rc;
 
-	memset(ctx, 0, sizeof(*ctx));
-	rc = store_run(st, "issue_lookup", 4, vals, lens, 1, true, &res);
+	memset(out, 0, sizeof(*out));
+	snprintf(client, sizeof(client), "%lld", (long long)c->client_id);
+	snprintf(key, sizeof(key), "%d", (int)c->key_id);
+	snprintf(exp, sizeof(exp), "%d", c->expires_in);
+	vals[0] = (const char *)c->key_hash;
+	vals[1] = client;
+	vals[2] = c->channel;
+	vals[3] = c->provider;
+	vals[4] = c->template_id;
+	vals[5] = c->otp_id;
+	vals[6] = c->destination;
+	vals[7] = (const char *)c->tag;
+	lens[7] = CRYPTO_TAG_LEN;
+	vals[8] = key;
+	vals[9] = exp;
+	vals[10] = (const char *)c->sealed;
+	lens[10] = (int)c->sealed_len;
+	/* not retried: the insert may have committed before the failure */
+	rc = store_run(st, "issue", 11, vals, lens,
+	    (1u << 0) | (1u << 7) | (1u << 10), false, &res);
 	if (rc != RC_OK)
 		return rc;
 	if (PQntuples(res) != 1) {
 		rc = RC_UNAUTHORIZED;
 		goto out;
 	}
-	rc = get_i64(res, 0, &ctx->client_id);
-	if (rc != RC_OK || PQgetisnull(res, 0, 1))
-		goto out;	/* no such provider: provider_id stays 0 */
-	if (get_i64(res, 1, &ctx->provider_id) != RC_OK ||
-	    get_int(res, 2, &ctx->max_attempts) != RC_OK ||
-	    get_int(res, 3, &ctx->lock_seconds) != RC_OK) {
-		rc = RC_INTERNAL;
+	rc = get_i64(res, 0, &out->client_id);
+	if (rc != RC_OK)
 		goto out;
-	}
-	if (!PQgetisnull(res, 0, 4)) {
-		ctx->template_found = true;
-		snprintf(ctx->template_id, sizeof(ctx->template_id), "%s",
+	if (!get_bool(res, 1)) {
+		out->result = ISSUE_NO_PROVIDER;
+	} else if (c->template_id != NULL && !get_bool(res, 2)) {
+		out->result = ISSUE_NO_TEMPLATE;
+	} else if (PQgetisnull(res, 0, 3)) {
+		out->result = ISSUE_STALE;
+	} else {
+		out->result = ISSUE_OK;
+		snprintf(out->created, STORE_TIME_MAX, "%s",
+		    PQgetvalue(res, 0, 3));
+		snprintf(out->expires, STORE_TIME_MAX, "%s",
 		    PQgetvalue(res, 0, 4));
 	}
 out:
@@ -345,144 +344,53 @@ out:
 }
 
 int
-store_issue_insert(struct store *st, const struct store_code *c,
-    char *created, char *expires)
+store_verify(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
+    int64_t client_id, const char *otp_id, const char *key_ids,
+    const uint8_t *tags, size_t tags_len, struct store_verified *out)
 {
-	char client[24], provider[24], key[16], exp[16], att[16], lock[16];
-	const char *vals[12];
-	int lens[12] = {0};
+	static const struct {
+		const char *name;
+		enum store_verdict verdict;
+	} outcomes[] = {
+		{"ok", VERDICT_OK}, {"invalid", VERDICT_INVALID},
+		{"locked", VERDICT_LOCKED}, {"unknown", VERDICT_UNKNOWN},
+		{"stale", VERDICT_STALE},
+	};
+	char client[24];
+	const char *vals[5] = {(const char *)key_hash, client, otp_id, key_ids,
+	    (const char *)tags};
+	int lens[5] = {CRYPTO_TAG_LEN, 0, 0, 0, (int)tags_len};
+	const char *outcome;
 	PGresult *res;
-	int rc;
-
-	created[0] = expires[0] = '\0';
-	snprintf(client, sizeof(client), "%lld", (long long)c->client_id);
-	snprintf(provider, sizeof(provider), "%lld", (long long)c->provider_id);
-	snprintf(key, sizeof(key), "%d", (int)c->key_id);
-	snprintf(exp, sizeof(exp), "%d", c->expires_in);
-	snprintf(att, sizeof(att), "%d", c->max_attempts);
-	snprintf(lock, sizeof(lock), "%d", c->lock_seconds);
-	vals[0] = c->otp_id;
-	vals[1] = client;
-	vals[2] = provider;
-	vals[3] = c->channel;
-	vals[4] = c->destination;
-	vals[5] = (const char *)c->tag;
-	lens[5] = CRYPTO_TAG_LEN;
-	vals[6] = key;
-	vals[7] = exp;
-	vals[8] = att;
-	vals[9] = lock;
-	vals[10] = c->template_id;
-	vals[11] = (const char *)c->sealed;
-	lens[11] = (int)c->sealed_len;
-	/* not retried: the insert may have committed before the failure */
-	rc = store_run(st, "issue_insert", 12, vals, lens,
-	    (1u << 5) | (1u << 11), false, &res);
-	if (rc != RC_OK)
-		return rc;
-	if (PQntuples(res) != 1) {
-		rc = RC_INTERNAL;
-	} else {
-		snprintf(created, STORE_TIME_MAX, "%s", PQgetvalue(res, 0, 0));
-		snprintf(expires, STORE_TIME_MAX, "%s", PQgetvalue(res, 0, 1));
-	}
-	PQclear(res);
-	return rc;
-}
-
-/* decode bytea hex output ("\x0a1b...") of exactly n bytes */
-static int
-get_bytea(PGresult *res, int col, uint8_t *out, size_t n)
-{
-	const char *s = PQgetvalue(res, 0, col);
 	size_t i;
-
-	if (strlen(s) != 2 + 2 * n || s[0] != '\\' || s[1] != 'x')
-		return RC_INTERNAL;
-	for (i = 0; i < 2 * n; i++) {
-		char ch = s[2 + i];
-		int v;
-
-		if (ch >= '0' && ch <= '9')
-			v = ch - '0';
-		else if (ch >= 'a' && ch <= 'f')
-			v = ch - 'a' + 10;
-		else
-			return RC_INTERNAL;
-		if (i % 2 == 0)
-			out[i / 2] = (uint8_t)(v << 4);
-		else
-			out[i / 2] |= (uint8_t)v;
-	}
-	return RC_OK;
-}
-
-int
-store_verify_lookup(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
-    const char *otp_id, struct store_code_state *s)
-{
-	const char *vals[2] = {(const char *)key_hash, otp_id};
-	int lens[2] = {CRYPTO_TAG_LEN, 0};
-	int64_t key_id;
-	PGresult *res;
 	int rc;
 
-	memset(s, 0, sizeof(*s));
-	rc = store_run(st, "verify_lookup", 2, vals, lens, 1, true, &res);
+	memset(out, 0, sizeof(*out));
+	snprintf(client, sizeof(client), "%lld", (long long)client_id);
+	/* not retried: the attempt may have been recorded */
+	rc = store_run(st, "verify", 5, vals, lens, (1u << 0) | (1u << 4),
+	    false, &res);
 	if (rc != RC_OK)
 		return rc;
-	if (PQntuples(res) != 1) {
+	rc = RC_INTERNAL;
+	if (PQntuples(res) != 1)
+		goto out;
+	outcome = PQgetvalue(res, 0, 0);
+	if (strcmp(outcome, "unauthorized") == 0) {
 		rc = RC_UNAUTHORIZED;
 		goto out;
 	}
-	rc = get_i64(res, 0, &s->client_id);
-	if (rc != RC_OK || PQgetisnull(res, 0, 1))
-		goto out;
-	if (get_bytea(res, 1, s->tag, CRYPTO_TAG_LEN) != RC_OK ||
-	    get_i64(res, 2, &key_id) != RC_OK) {
-		rc = RC_INTERNAL;
-		goto out;
-	}
-	s->found = true;
-	s->key_id = (int32_t)key_id;
-	s->consumed = get_bool(res, 3);
-	s->expired = get_bool(res, 4);
-	s->locked = get_bool(res, 5);
-	if (s->locked && get_int(res, 6, &s->retry_after) != RC_OK)
-		s->retry_after = 1;
+	for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+		if (strcmp(outcome, outcomes[i].name) == 0) {
+			out->verdict = outcomes[i].verdict;
+			rc = RC_OK;
+		}
+	if (rc == RC_OK)
+		rc = get_i64(res, 1, &out->client_id);
+	if (rc == RC_OK && out->verdict == VERDICT_LOCKED &&
+	    get_int(res, 2, &out->retry_after) != RC_OK)
+		out->retry_after = 1;
 out:
-	PQclear(res);
-	return rc;
-}
-
-int
-store_verify_finish(struct store *st, const char *otp_id, int64_t client_id,
-    bool match, bool *applied)
-{
-	char client[24];
-	const char *vals[2] = {otp_id, client};
-	PGresult *res;
-	int rc;
-
-	*applied = false;
-	snprintf(client, sizeof(client), "%lld", (long long)client_id);
-	rc = store_run(st, match ? "verify_success" : "verify_failure", 2,
-	    vals, NULL, 0, false, &res);
-	if (rc != RC_OK)
-		return rc;
-	*applied = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "1") == 0;
-	PQclear(res);
-	return RC_OK;
-}
-
-int
-store_attempt_note(struct store *st, const char *otp_id, const char *outcome)
-{
-	const char *vals[2] = {otp_id, outcome};
-	PGresult *res;
-	int rc;
-
-	rc = store_run(st, "attempt_note", 2, vals, NULL, 0, false, &res);
 	PQclear(res);
 	return rc;
 }

@@ -16,43 +16,49 @@ struct store;
 #define STORE_NAME_MAX 201
 #define STORE_TIME_MAX 40
 
-/* What generate needs to know before it can issue a code. */
-struct store_issue_ctx {
-	int64_t client_id;
-	int64_t provider_id;		/* 0: no such provider */
-	int max_attempts;
-	int lock_seconds;
-	bool template_found;
-	char template_id[STORE_NAME_MAX];	/* "" when built-in */
-};
-
-/* One code and its outbox row, ready to insert. */
+/* One code and its outbox row, to insert if the key, the provider and the
+ * template check out. */
 struct store_code {
-	const char *otp_id;
-	int64_t client_id;
-	int64_t provider_id;
+	const uint8_t *key_hash;	/* SHA-256 of the API key */
+	int64_t client_id;		/* the client the tag was made for */
 	const char *channel;
+	const char *provider;
+	const char *template_id;	/* NULL: the client's default */
+	const char *otp_id;
 	const char *destination;
 	const uint8_t *tag;		/* CRYPTO_TAG_LEN bytes */
 	int32_t key_id;
 	int expires_in;
-	int max_attempts;
-	int lock_seconds;
-	const char *template_id;	/* NULL: built-in */
 	const uint8_t *sealed;
 	size_t sealed_len;
 };
 
-/* The state of a code as seen by its client, for validation. */
-struct store_code_state {
+enum store_issue_result {
+	ISSUE_OK = 0,		/* inserted; created and expires set */
+	ISSUE_STALE,		/* the key belongs to client_id: redo */
+	ISSUE_NO_PROVIDER,
+	ISSUE_NO_TEMPLATE,
+};
+
+struct store_issued {
+	enum store_issue_result result;
+	int64_t client_id;	/* the key's client */
+	char created[STORE_TIME_MAX];	/* RFC 3339 UTC */
+	char expires[STORE_TIME_MAX];
+};
+
+enum store_verdict {
+	VERDICT_OK = 0,		/* matched; consumed now */
+	VERDICT_INVALID,	/* mismatch, expired or consumed */
+	VERDICT_LOCKED,		/* too many failures; retry_after set */
+	VERDICT_UNKNOWN,	/* no such code for this client */
+	VERDICT_STALE,		/* the key belongs to client_id: redo */
+};
+
+struct store_verified {
+	enum store_verdict verdict;
 	int64_t client_id;
-	bool found;		/* false: unknown, or another client's */
-	bool consumed;
-	bool expired;
-	bool locked;
-	int retry_after;	/* seconds, when locked */
-	int32_t key_id;
-	uint8_t tag[CRYPTO_TAG_LEN];
+	int retry_after;
 };
 
 /* Outbox figures for /otp/metrics. */
@@ -81,37 +87,21 @@ int store_ping(struct store *st) WARN_UNUSED;
 int store_auth(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
     int64_t *client_id) WARN_UNUSED;
 
-/* store_issue_lookup: authenticate and find provider and template in one
- * round trip.  template_id NULL asks for the client's default. */
-int store_issue_lookup(struct store *st,
-    const uint8_t key_hash[CRYPTO_TAG_LEN], const char *channel,
-    const char *provider, const char *template_id,
-    struct store_issue_ctx *ctx) WARN_UNUSED;
+/* store_issue: in one statement (one round trip, one transaction):
+ * authenticate, find provider and template, and unless one is missing or
+ * c->client_id is not the key's client, insert the code and its outbox row
+ * and wake the senders.  RC_UNAUTHORIZED for an unknown or disabled key. */
+int store_issue(struct store *st, const struct store_code *c,
+    struct store_issued *out) WARN_UNUSED;
 
-/* store_issue_insert: insert the code and its outbox row in one statement
- * (one transaction) and wake the senders; created and expires (each
- * STORE_TIME_MAX bytes) get RFC 3339 UTC times. */
-int store_issue_insert(struct store *st, const struct store_code *c,
-    char *created, char *expires) WARN_UNUSED;
-
-/* store_verify_lookup: authenticate and read the code otp_id of that client
- * in one round trip. */
-int store_verify_lookup(struct store *st,
-    const uint8_t key_hash[CRYPTO_TAG_LEN], const char *otp_id,
-    struct store_code_state *state) WARN_UNUSED;
-
-/* store_verify_finish: record the outcome of a comparison atomically: on a
- * match consume the code, else count a failure and lock at max_attempts;
- * either way add an attempt row.  *applied is false when the code changed
- * meanwhile (consumed, expired or locked by a concurrent request) and
- * nothing was written. */
-int store_verify_finish(struct store *st, const char *otp_id,
-    int64_t client_id, bool match, bool *applied) WARN_UNUSED;
-
-/* store_attempt_note: add an attempt row with outcome ("locked",
- * "expired", "consumed") for a code that was not compared. */
-int store_attempt_note(struct store *st, const char *otp_id,
-    const char *outcome) WARN_UNUSED;
+/* store_verify: otp.verify() in one round trip: authenticate, lock the code
+ * of client_id, compare the tag for its key (tags holds CRYPTO_TAG_LEN bytes
+ * per id in key_ids, a PostgreSQL int[] literal such as "{1,2}") and record
+ * the attempt.  RC_UNAUTHORIZED for an unknown or disabled key. */
+int store_verify(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
+    int64_t client_id, const char *otp_id, const char *key_ids,
+    const uint8_t *tags, size_t tags_len, struct store_verified *out)
+    WARN_UNUSED;
 
 /* store_outbox_stats: pending jobs and the age of the oldest due one, then
  * each delivery total through fn. */
