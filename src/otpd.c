@@ -302,26 +302,20 @@ supervise(int fd, const struct config *cfg, const struct keyring *kr)
 	return 0;
 }
 
-int
-main(int argc, char **argv)
+/* start-up: every failure here ends the process with a message */
+static int
+run(struct config *cfg, struct keyring *kr)
 {
-	struct config cfg;
-	struct keyring kr;
 	char err[512];
-	int done, fd, unix_socket, status;
+	int fd, unix_socket, status;
 
-	if (config_init(&cfg) != RC_OK ||
-	    load_settings(argc, argv, &cfg, &done) != RC_OK)
-		return 1;
-	if (done >= 0)
-		return done;
-	log_set_level((enum log_level)log_parse_level(cfg.log_level));
-	validate_set_expires_max((int)cfg.expires_max);
+	log_set_level((enum log_level)log_parse_level(cfg->log_level));
+	validate_set_expires_max((int)cfg->expires_max);
 	if (crypto_init() != RC_OK) {
 		fprintf(stderr, "otpd: could not initialise libgcrypt\n");
 		return 1;
 	}
-	if (keyring_load(&kr, cfg.key_file, err, sizeof(err)) != RC_OK) {
+	if (keyring_load(kr, cfg->key_file, err, sizeof(err)) != RC_OK) {
 		fprintf(stderr, "otpd: %s\n", err);
 		return 1;
 	}
@@ -329,15 +323,33 @@ main(int argc, char **argv)
 		fprintf(stderr, "otpd: could not initialise libfcgi\n");
 		return 1;
 	}
-	fd = open_listener(&cfg, &unix_socket);
+	fd = open_listener(cfg, &unix_socket);
 	if (fd < 0)
 		return 1;
-	status = supervise(fd, &cfg, &kr);
+	status = supervise(fd, cfg, kr);
 	close(fd);
 	if (unix_socket)
-		unlink(cfg.socket);
+		unlink(cfg->socket);
+	log_info("event=stopped");
+	return status;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config cfg;
+	struct keyring kr;
+	int done, status;
+
+	memset(&kr, 0, sizeof(kr));
+	if (config_init(&cfg) != RC_OK ||
+	    load_settings(argc, argv, &cfg, &done) != RC_OK)
+		status = 1;
+	else if (done >= 0)
+		status = done;
+	else
+		status = run(&cfg, &kr);
 	keyring_wipe(&kr);
 	config_free(&cfg);
-	log_info("event=stopped");
 	return status;
 }
