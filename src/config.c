@@ -30,6 +30,23 @@ static const struct setting settings[] = {
 	    256, 1048576},
 	{"expires_max", SET_INT, offsetof(struct config, expires_max),
 	    "86400", 1, 31536000},
+	{"sender_parallel", SET_INT, offsetof(struct config, sender_parallel),
+	    "16", 1, 1024},
+	{"sender_batch", SET_INT, offsetof(struct config, sender_batch), "64",
+	    1, 1000},
+	{"sender_max_attempts", SET_INT,
+	    offsetof(struct config, sender_max_attempts), "8", 1, 100},
+	{"sender_lease_seconds", SET_INT,
+	    offsetof(struct config, sender_lease_seconds), "60", 2, 3600},
+	{"sender_poll_ms", SET_INT, offsetof(struct config, sender_poll_ms),
+	    "2000", 10, 600000},
+	{"sender_timeout_ms", SET_INT,
+	    offsetof(struct config, sender_timeout_ms), "10000", 100, 600000},
+	{"sender_backoff_ms", SET_INT,
+	    offsetof(struct config, sender_backoff_ms), "2000", 10, 3600000},
+	{"sender_backoff_max_ms", SET_INT,
+	    offsetof(struct config, sender_backoff_max_ms), "600000", 10,
+	    86400000},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

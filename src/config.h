@@ -19,6 +19,16 @@ struct config {
 	int64_t workers;	/* 0: one per CPU */
 	int64_t body_limit;	/* bytes */
 	int64_t expires_max;	/* largest expiresInSeconds */
+	/* otpd-sender */
+	int64_t sender_parallel;	/* deliveries in flight at once */
+	int64_t sender_batch;		/* most jobs claimed per round trip */
+	int64_t sender_max_attempts;	/* then a job is marked failed */
+	int64_t sender_lease_seconds;	/* a claim lasts this long */
+	int64_t sender_poll_ms;		/* look for due jobs at least this often */
+	int64_t sender_timeout_ms;	/* one delivery, unless the provider's
+					 * config sets timeout_ms */
+	int64_t sender_backoff_ms;	/* first retry delay (before jitter) */
+	int64_t sender_backoff_max_ms;	/* longest retry delay */
 };
 
 /* config_init: fill c with the defaults (strings are allocated). */
