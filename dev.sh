@@ -222,6 +222,7 @@ pg_running() {
 
 cmd_down() {
 	stop_pid "$RUN/nginx.pid" nginx QUIT
+	stop_pid "$RUN/otpd-sender.pid" otpd-sender TERM
 	stop_pid "$RUN/otpd.pid" otpd TERM
 	rm -f "$RUN/otpd.sock"
 	if pg_running; then
@@ -303,6 +304,22 @@ start_otpd() {
 	done
 	tail -n 30 "$LOG/otpd.log" >&2 || true
 	die "otpd did not start"
+}
+
+# the sender, woken by NOTIFY from generate; the demo providers are of kind
+# file, so codes land in $SPOOL
+start_sender() {
+	say "starting otpd-sender --follow (log: $LOG/otpd-sender.log)"
+	touch "$LOG/otpd-sender.log"
+	is_root && chown otpd:otpd "$LOG/otpd-sender.log"
+	setsid "${STACK_AS[@]}" "$REPO/src/otpd-sender" --follow \
+	    -c "$LOCAL/otpd.conf" </dev/null >>"$LOG/otpd-sender.log" 2>&1 &
+	echo $! >"$RUN/otpd-sender.pid"
+	sleep 0.2
+	pid_alive "$RUN/otpd-sender.pid" otpd-sender || {
+		tail -n 20 "$LOG/otpd-sender.log" >&2 || true
+		die "otpd-sender did not start"
+	}
 }
 
 # nginx_conf DIR LISTEN FASTCGI_TARGET PIDFILE ERRORLOG ACCESSLOG: write
@@ -393,10 +410,7 @@ cmd_up() {
 	fi
 	write_otpd_conf
 	start_otpd
-	# ---- otpd-sender (next issue) joins the stack here: start it in the
-	# ---- background as the stack user with -c .local/otpd.conf, logs in
-	# ---- .local/log/otpd-sender.log, pid in .local/run/otpd-sender.pid,
-	# ---- and stop it in cmd_down.
+	start_sender
 	start_nginx
 	local key pw
 	key=$(demo_client)
@@ -411,11 +425,17 @@ OTP_URL=$url
 DATABASE_URL=postgresql://$DB_ROLE:$pw@127.0.0.1:$PG_PORT/$DB_NAME
 API_KEY=$key
 
-# generate a code (sent to $SPOOL/email.jsonl by the sender):
+# 1. generate a code (the answer carries the otpId, never the code):
 curl -sS -X POST $url/generate -H 'x-api-key: $key' -H 'Content-Type: application/json' -d '{"channel":"email","provider":"generic","destination":"test@example.com","type":"numeric","length":6,"expiresInSeconds":300,"templateId":"$DEMO_TEMPLATE"}'
 
-# validate it (otpId from the answer above, the code from the spool file):
+# 2. the sender delivers it through the demo provider "generic" (kind file):
+tail -n 1 $SPOOL/email.jsonl
+
+# 3. validate it with the otpId and the code from above:
 curl -sS -X POST $url/validate -H 'x-api-key: $key' -H 'Content-Type: application/json' -d '{"otpId":"OTP_ID","otp":"CODE"}'
+
+# or all three at once:
+ID=\$(curl -sS -X POST $url/generate -H 'x-api-key: $key' -H 'Content-Type: application/json' -d '{"channel":"sms","provider":"generic","destination":"+573001112233","type":"numeric","length":6,"expiresInSeconds":300}' | $PY -c 'import json,sys; print(json.load(sys.stdin)["otpId"])'); sleep 1; CODE=\$(grep "\$ID" $SPOOL/sms.jsonl | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["code"])'); curl -sS -X POST $url/validate -H 'x-api-key: $key' -H 'Content-Type: application/json' -d "{\\"otpId\\":\\"\$ID\\",\\"otp\\":\\"\$CODE\\"}"; echo
 
 # logs: $LOG/   stop: ./dev.sh down
 EOF
