@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "db.h"
 #include "log.h"
 #include "outbox.h"
 
@@ -21,12 +22,7 @@ struct outbox {
 	bool woken;		/* a notification was drained */
 };
 
-struct statement {
-	const char *name;
-	const char *sql;
-};
-
-static const struct statement statements[] = {
+static const struct db_statement statements[] = {
 	{"claim", "SELECT id, status, client_id, provider_id, channel,"
 	    " destination,"
 	    " code_sealed, key_id, attempts, expires_at, expires_text,"
@@ -79,77 +75,18 @@ outbox_free(struct outbox *ob)
 	free(ob);
 }
 
-/* first line of a libpq message, for a one-line log entry */
-static const char *
-first_line(const char *msg, char *out, size_t outlen)
-{
-	size_t n = strcspn(msg, "\n");
-
-	if (n >= outlen)
-		n = outlen - 1;
-	memcpy(out, msg, n);
-	out[n] = '\0';
-	return out;
-}
-
-/* LISTEN and prepare the statements, right after connecting */
-static int
-outbox_setup(struct outbox *ob)
-{
-	char msg[256];
-	PGresult *res;
-	size_t i;
-	bool good;
-
-	res = PQexec(ob->conn, "LISTEN otpd_outbox");
-	good = PQresultStatus(res) == PGRES_COMMAND_OK;
-	PQclear(res);
-	for (i = 0; good && i < NSTATEMENTS; i++) {
-		res = PQprepare(ob->conn, statements[i].name,
-		    statements[i].sql, 0, NULL);
-		good = PQresultStatus(res) == PGRES_COMMAND_OK;
-		PQclear(res);
-		if (!good)
-			log_error("event=db_prepare_failed statement=%s "
-			    "error=\"%s\" hint=\"run otpd-migrate\"",
-			    statements[i].name, first_line(PQerrorMessage(
-			    ob->conn), msg, sizeof(msg)));
-	}
-	if (good)
-		return RC_OK;
-	if (PQstatus(ob->conn) != CONNECTION_OK) {
-		outbox_disconnect(ob);
-		return RC_UNAVAILABLE;
-	}
-	outbox_disconnect(ob);
-	return RC_INTERNAL;
-}
-
 int
 outbox_connect(struct outbox *ob)
 {
-	/* the operator's conninfo (dbname, expanded) overrides our defaults */
-	const char *keys[] = {"connect_timeout", "application_name", "dbname",
-	    NULL};
-	const char *vals[] = {"3", "otpd-sender", ob->conninfo, NULL};
-	char msg[256];
 	int rc;
 
-	if (ob->conn != NULL && PQstatus(ob->conn) == CONNECTION_OK)
+	if (db_alive(ob->conn))
 		return RC_OK;
 	outbox_disconnect(ob);
-	ob->conn = PQconnectdbParams(keys, vals, 1);
-	if (ob->conn == NULL)
-		return RC_NOMEM;
-	if (PQstatus(ob->conn) != CONNECTION_OK) {
-		log_warn("event=db_connect_failed error=\"%s\"",
-		    first_line(PQerrorMessage(ob->conn), msg, sizeof(msg)));
-		outbox_disconnect(ob);
-		return RC_UNAVAILABLE;
-	}
-	rc = outbox_setup(ob);
+	ob->conn = db_connect(ob->conninfo, "otpd-sender", "LISTEN otpd_outbox",
+	    statements, NSTATEMENTS, &rc);
 	if (rc == RC_OK)
-		log_info("event=db_connected listen=otpd_outbox");
+		log_info("event=db_listening listen=otpd_outbox");
 	return rc;
 }
 
@@ -193,8 +130,6 @@ static int
 outbox_run(struct outbox *ob, const char *name, int n,
     const char *const *vals, PGresult **resp)
 {
-	const char *state;
-	char msg[256];
 	PGresult *res;
 
 	*resp = NULL;
@@ -206,57 +141,31 @@ outbox_run(struct outbox *ob, const char *name, int n,
 		*resp = res;
 		return RC_OK;
 	}
-	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	if (PQstatus(ob->conn) != CONNECTION_OK || state == NULL ||
-	    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
-		log_warn("event=db_unavailable statement=%s error=\"%s\"", name,
-		    first_line(PQerrorMessage(ob->conn), msg, sizeof(msg)));
+	if (db_failure(ob->conn, name, res) == RC_UNAVAILABLE) {
 		PQclear(res);
 		outbox_disconnect(ob);
 		return RC_UNAVAILABLE;
 	}
-	log_error("event=db_error statement=%s sqlstate=%s error=\"%s\"", name,
-	    state, first_line(PQerrorMessage(ob->conn), msg, sizeof(msg)));
 	PQclear(res);
 	return RC_INTERNAL;
 }
 
-/* decode bytea hex output ("\x0a1b...") into a new allocation */
+/* bytea hex output into a new allocation */
 static int
 outbox_bytea(const char *s, uint8_t **out, size_t *outlen)
 {
-	size_t n, i;
-	uint8_t *p;
+	size_t max = strlen(s) / 2;
+	int rc;
 
-	*out = NULL;
-	*outlen = 0;
-	n = strlen(s);
-	if (n < 2 || s[0] != '\\' || s[1] != 'x' || n % 2 != 0)
-		return RC_INTERNAL;
-	n = (n - 2) / 2;
-	p = malloc(n > 0 ? n : 1);
-	if (p == NULL)
+	*out = malloc(max > 0 ? max : 1);
+	if (*out == NULL)
 		return RC_NOMEM;
-	for (i = 0; i < 2 * n; i++) {
-		char ch = s[2 + i];
-		int v;
-
-		if (ch >= '0' && ch <= '9')
-			v = ch - '0';
-		else if (ch >= 'a' && ch <= 'f')
-			v = ch - 'a' + 10;
-		else {
-			free(p);
-			return RC_INTERNAL;
-		}
-		if (i % 2 == 0)
-			p[i / 2] = (uint8_t)(v << 4);
-		else
-			p[i / 2] |= (uint8_t)v;
+	rc = db_bytea(s, *out, max, outlen);
+	if (rc != RC_OK) {
+		free(*out);
+		*out = NULL;
 	}
-	*out = p;
-	*outlen = n;
-	return RC_OK;
+	return rc;
 }
 
 static char *

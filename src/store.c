@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "db.h"
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
@@ -17,15 +18,10 @@ struct store {
 	bool ready;		/* connected and statements prepared */
 };
 
-struct statement {
-	const char *name;
-	const char *sql;
-};
-
 #define TS_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', " \
 	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
-static const struct statement statements[] = {
+static const struct db_statement statements[] = {
 	{"ping", "SELECT 1"},
 	{"auth",
 	    "SELECT id FROM otp.clients WHERE api_key_hash = $1 AND enabled"},
@@ -114,85 +110,31 @@ store_free(struct store *st)
 	free(st);
 }
 
-/* first line of a libpq message, for a one-line log entry */
-static const char *
-first_line(const char *msg, char *out, size_t outlen)
-{
-	size_t n = strcspn(msg, "\n");
-
-	if (n >= outlen)
-		n = outlen - 1;
-	memcpy(out, msg, n);
-	out[n] = '\0';
-	return out;
-}
-
+/* connected, statements prepared, and the server has not hung up */
 static int
 store_connect(struct store *st)
 {
-	/* the operator's conninfo (dbname, expanded) overrides our defaults */
-	const char *keys[] = {"connect_timeout", "application_name", "dbname",
-	    NULL};
-	const char *vals[] = {"3", "otpd", st->conninfo, NULL};
-	char msg[256];
-	size_t i;
+	int rc;
 
-	if (st->ready && PQstatus(st->conn) == CONNECTION_OK)
+	if (st->ready && db_alive(st->conn))
 		return RC_OK;
 	store_disconnect(st);
-	st->conn = PQconnectdbParams(keys, vals, 1);
-	if (st->conn == NULL)
-		return RC_NOMEM;
-	if (PQstatus(st->conn) != CONNECTION_OK) {
-		log_warn("event=db_connect_failed error=\"%s\"",
-		    first_line(PQerrorMessage(st->conn), msg, sizeof(msg)));
-		store_disconnect(st);
-		return RC_UNAVAILABLE;
-	}
-	for (i = 0; i < NSTATEMENTS; i++) {
-		PGresult *res = PQprepare(st->conn, statements[i].name,
-		    statements[i].sql, 0, NULL);
-		bool good = PQresultStatus(res) == PGRES_COMMAND_OK;
-
-		if (!good)
-			log_error("event=db_prepare_failed statement=%s "
-			    "error=\"%s\"", statements[i].name,
-			    first_line(PQerrorMessage(st->conn), msg,
-			    sizeof(msg)));
-		PQclear(res);
-		if (!good) {
-			int down = PQstatus(st->conn) != CONNECTION_OK;
-
-			store_disconnect(st);
-			return down ? RC_UNAVAILABLE : RC_INTERNAL;
-		}
-	}
-	st->ready = true;
-	log_info("event=db_connected");
-	return RC_OK;
+	st->conn = db_connect(st->conninfo, "otpd", NULL, statements,
+	    NSTATEMENTS, &rc);
+	st->ready = st->conn != NULL;
+	return rc;
 }
 
-/* map a failed result to a code, logging it once */
+/* map a failed result to a code, logged once; drop a dead connection */
 static int
 store_fail(struct store *st, const char *name, PGresult *res)
 {
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : 0;
-	const char *primary = res ?
-	    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	char msg[256];
+	int rc = db_failure(st->conn, name, res);
 
 	metrics_db_error();
-	if (PQstatus(st->conn) != CONNECTION_OK || state == NULL ||
-	    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
-		log_warn("event=db_unavailable statement=%s error=\"%s\"", name,
-		    first_line(PQerrorMessage(st->conn), msg, sizeof(msg)));
+	if (rc == RC_UNAVAILABLE)
 		store_disconnect(st);
-		return RC_UNAVAILABLE;
-	}
-	/* only SQLSTATE and the primary text: DETAIL may quote row values */
-	log_error("event=db_error statement=%s sqlstate=%s error=\"%s\"", name,
-	    state, first_line(primary ? primary : "", msg, sizeof(msg)));
-	return RC_INTERNAL;
+	return rc;
 }
 
 /*
