@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -181,6 +182,38 @@ config_load(struct config *c, const char *path, char *err, size_t errlen)
 	}
 	fclose(f);
 	return rc;
+}
+
+int
+config_flag(struct config_flags *f, const char *key, const char *value)
+{
+	if (f->n >= CONFIG_FLAGS_MAX)
+		return RC_INVALID;
+	f->kv[f->n][0] = key;
+	f->kv[f->n][1] = value;
+	f->n++;
+	return RC_OK;
+}
+
+int
+config_apply(struct config *c, const char *path,
+    const struct config_flags *f, char *err, size_t errlen)
+{
+	int i, rc;
+
+	if (path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) == 0)
+		path = CONFIG_DEFAULT_PATH;
+	if (path != NULL) {
+		rc = config_load(c, path, err, errlen);
+		if (rc != RC_OK)
+			return rc;
+	}
+	for (i = 0; i < f->n; i++) {
+		rc = config_set(c, f->kv[i][0], f->kv[i][1], err, errlen);
+		if (rc != RC_OK)
+			return rc;
+	}
+	return RC_OK;
 }
 
 void

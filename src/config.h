@@ -44,6 +44,23 @@ int config_set(struct config *c, const char *key, const char *value,
 int config_load(struct config *c, const char *path, char *err,
     size_t errlen) WARN_UNUSED;
 
+#define CONFIG_FLAGS_MAX 64
+
+/* Settings given as command-line flags, applied after the file. */
+struct config_flags {
+	int n;
+	const char *kv[CONFIG_FLAGS_MAX][2];	/* borrowed from argv */
+};
+
+/* config_flag: remember key = value (argv strings) for config_apply. */
+int config_flag(struct config_flags *f, const char *key, const char *value)
+    WARN_UNUSED;
+
+/* config_apply: read path, or CONFIG_DEFAULT_PATH when path is NULL and
+ * that file exists, then the flags in order, so that flags win. */
+int config_apply(struct config *c, const char *path,
+    const struct config_flags *f, char *err, size_t errlen) WARN_UNUSED;
+
 /* config_free: release the strings held by c. */
 void config_free(struct config *c);
 

@@ -16,7 +16,6 @@
 #include "sender.h"
 
 #define PROG "otpd-sender"
-#define MAX_FLAGS 128
 #define FOR_MAX_SECONDS (366LL * 86400)
 
 static void
@@ -110,9 +109,10 @@ static int
 load_settings(int argc, char **argv, struct config *cfg,
     struct sender_opts *o, int *done)
 {
-	const char *path = NULL, *flags[MAX_FLAGS][2];
+	struct config_flags flags = {0};
+	const char *path = NULL;
 	char err[512];
-	int ch, nflags = 0, nmodes = 0, i;
+	int ch, nmodes = 0;
 
 	*done = -1;
 	o->mode = SENDER_FOLLOW;
@@ -132,31 +132,22 @@ load_settings(int argc, char **argv, struct config *cfg,
 			printf(PROG " %s\n", PACKAGE_VERSION);
 			*done = 0;
 			return RC_OK;
-		} else if (flag_setting(ch) != NULL && nflags < MAX_FLAGS) {
-			flags[nflags][0] = flag_setting(ch);
-			flags[nflags++][1] = optarg;
-		} else {
+		} else if (flag_setting(ch) == NULL ||
+		    config_flag(&flags, flag_setting(ch), optarg) != RC_OK) {
 			goto usage;
 		}
 	}
 	if (optind < argc)
 		goto usage;
-	if (path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) == 0)
-		path = CONFIG_DEFAULT_PATH;
-	if (path != NULL && config_load(cfg, path, err, sizeof(err)) != RC_OK)
-		goto fail;
-	for (i = 0; i < nflags; i++)
-		if (config_set(cfg, flags[i][0], flags[i][1], err,
-		    sizeof(err)) != RC_OK)
-			goto fail;
+	if (config_apply(cfg, path, &flags, err, sizeof(err)) != RC_OK) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return RC_CONFIG;
+	}
 	return RC_OK;
 usage:
 	usage(stderr);
 	*done = 2;
 	return RC_OK;
-fail:
-	fprintf(stderr, PROG ": %s\n", err);
-	return RC_CONFIG;
 }
 
 int

@@ -109,9 +109,10 @@ keygen(const char *path)
 static int
 load_settings(int argc, char **argv, struct config *cfg, int *done)
 {
-	const char *path = NULL, *flags[128][2];
+	struct config_flags flags = {0};
+	const char *path = NULL;
 	char err[512];
-	int ch, nflags = 0, i;
+	int ch;
 
 	*done = -1;
 	while ((ch = getopt_long(argc, argv, "c:s:n:d:k:b:e:l:hV", longopts,
@@ -129,10 +130,8 @@ load_settings(int argc, char **argv, struct config *cfg, int *done)
 			printf("otpd %s\n", PACKAGE_VERSION);
 			*done = 0;
 			return RC_OK;
-		} else if (flag_setting(ch) != NULL && nflags < 128) {
-			flags[nflags][0] = flag_setting(ch);
-			flags[nflags++][1] = optarg;
-		} else {
+		} else if (flag_setting(ch) == NULL ||
+		    config_flag(&flags, flag_setting(ch), optarg) != RC_OK) {
 			usage(stderr);
 			*done = 2;
 			return RC_OK;
@@ -143,18 +142,11 @@ load_settings(int argc, char **argv, struct config *cfg, int *done)
 		*done = 2;
 		return RC_OK;
 	}
-	if (path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) == 0)
-		path = CONFIG_DEFAULT_PATH;
-	if (path != NULL && config_load(cfg, path, err, sizeof(err)) != RC_OK)
-		goto fail;
-	for (i = 0; i < nflags; i++)
-		if (config_set(cfg, flags[i][0], flags[i][1], err,
-		    sizeof(err)) != RC_OK)
-			goto fail;
+	if (config_apply(cfg, path, &flags, err, sizeof(err)) != RC_OK) {
+		fprintf(stderr, "otpd: %s\n", err);
+		return RC_CONFIG;
+	}
 	return RC_OK;
-fail:
-	fprintf(stderr, "otpd: %s\n", err);
-	return RC_CONFIG;
 }
 
 /* the listening socket: configured, systemd's (fd 3) or inherited (fd 0) */

@@ -64,6 +64,24 @@ main(void)
 	ok(config_load(&c, "/nonexistent/otpd.conf", err, sizeof(err)) ==
 	    RC_CONFIG, "missing file is an error");
 
+	{
+		struct config_flags f = {0};
+
+		path = write_file("workers = 3\nbody_limit = 4096\n");
+		ok(config_flag(&f, "workers", "5") == RC_OK, "flag collected");
+		ok(config_apply(&c, path, &f, err, sizeof(err)) == RC_OK &&
+		    c.workers == 5 && c.body_limit == 4096,
+		    "file first, then flags win");
+		f.n = 0;
+		ok(config_flag(&f, "workers", "x") == RC_OK &&
+		    config_apply(&c, path, &f, err, sizeof(err)) == RC_CONFIG,
+		    "a bad flag value is an error");
+		while (config_flag(&f, "workers", "1") == RC_OK)
+			;
+		ok(f.n == CONFIG_FLAGS_MAX, "flags are capped");
+		unlink(path);
+	}
+
 	ok(parse_int64("-5", -10, 10, &v) == RC_OK && v == -5, "negative");
 	ok(parse_int64("", 0, 10, &v) == RC_INVALID, "empty");
 	ok(parse_int64("99999999999999999999", 0, INT64_MAX, &v) ==
