@@ -87,16 +87,26 @@ bool
 db_alive(PGconn *conn)
 {
 	struct pollfd pfd;
+	int i;
 
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
 		return false;
-	pfd.fd = PQsocket(conn);
-	pfd.events = POLLIN;
-	pfd.revents = 0;
-	/* idle and nothing to read: the usual case, one syscall */
-	if (poll(&pfd, 1, 0) <= 0)
-		return true;
-	return PQconsumeInput(conn) == 1 && PQstatus(conn) == CONNECTION_OK;
+	/*
+	 * Idle with nothing to read is the usual case: one poll(2).  A server
+	 * that shut down sent an error and then closed, so read until the
+	 * socket is quiet: the end of the stream shows on the second read.
+	 * Notifications read on the way stay queued for PQnotifies().
+	 */
+	for (i = 0; i < 8; i++) {
+		pfd.fd = PQsocket(conn);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 0) <= 0)
+			break;
+		if (PQconsumeInput(conn) != 1)
+			return false;
+	}
+	return PQstatus(conn) == CONNECTION_OK;
 }
 
 int

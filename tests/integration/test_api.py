@@ -1012,3 +1012,19 @@ def test_database_outage_and_recovery(stack, api, key, code_for):
     resp = api("validate", {"otpId": otp_id, "otp": code}, key)
     assert resp[0] == 200 and resp[2] == VALIDATED, resp
     assert stack.otpd.poll() is None and stack.otpd.pid == otpd_pid
+
+
+def test_first_write_after_database_restart(stack, api, key, code_for):
+    """A worker whose connection the server closed while it was idle
+    reconnects before sending a write, so no request sees a 503."""
+    otp_ids = [api("generate", gen_body(), key)[2]["otpId"] for _ in range(4)]
+    codes = [code_for(i) for i in otp_ids]
+    for _ in range(8):  # every worker holds a live connection
+        assert api("/otp/health")[0] == 200
+    stack.pg_pause()
+    stack.pg_resume()
+    for otp_id, code in zip(otp_ids, codes):
+        status, _, body = api("generate", gen_body(), key)
+        assert status == 200, (status, body)
+        resp = api("validate", {"otpId": otp_id, "otp": code}, key)
+        assert resp[0] == 200 and resp[2] == VALIDATED, resp
