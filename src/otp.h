@@ -15,6 +15,14 @@ struct store;
 
 #define OTP_CLIENT_CACHE 64
 
+/*
+ * A worker sends NOTIFY (which serialises the commits that carry one) at
+ * most once per this many milliseconds; codes issued in between go out
+ * without.  The sender therefore claims again this long twice over after
+ * every notification, which picks those codes up.
+ */
+#define OTP_NOTIFY_INTERVAL_MS 20
+
 /* Which client an API key hash belongs to, as last seen; only a hint: every
  * statement re-checks the key, so a stale entry costs one more round trip
  * and never grants access. */
@@ -29,6 +37,7 @@ struct app {
 	const struct keyring *kr;
 	struct store *st;
 	struct otp_client_hint hints[OTP_CLIENT_CACHE];
+	int64_t notified_ms;	/* monotonic time of the last NOTIFY */
 };
 
 /* Handlers: each writes exactly one answer to r. */

@@ -83,6 +83,7 @@ struct sender {
 	int64_t db_retry_ms;
 	int db_backoff_ms;
 	bool wake;			/* NOTIFY arrived: claim now */
+	int64_t woken_ms;		/* when wake was last set */
 	bool more;			/* the last claim was full */
 	bool drained;			/* a claim found nothing more due */
 	int64_t next_claim_ms;
@@ -120,6 +121,14 @@ static int64_t
 min64(int64_t a, int64_t b)
 {
 	return a < b ? a : b;
+}
+
+/* claim now, and once more after OTP_NOTIFY_INTERVAL_MS twice over */
+static void
+sender_wake(struct sender *s)
+{
+	s->wake = true;
+	s->woken_ms = mono_ms();
 }
 
 /* xorshift64*: jitter only, seeded from the CSPRNG */
@@ -714,7 +723,7 @@ sender_db_ensure(struct sender *s)
 	}
 	s->db_ok = true;
 	s->db_backoff_ms = DB_RETRY_MIN_MS;
-	s->wake = true;		/* notifications were lost meanwhile */
+	sender_wake(s);		/* notifications were lost meanwhile */
 	return RC_OK;
 }
 
@@ -794,7 +803,7 @@ static void
 sender_schedule(struct sender *s, int64_t now)
 {
 	double due = -1;
-	int64_t wait = s->cfg->sender_poll_ms;
+	int64_t wait = s->cfg->sender_poll_ms, follow;
 
 	if (outbox_next_due(s->ob, &due) == RC_UNAVAILABLE) {
 		sender_db_down(s);
@@ -804,6 +813,10 @@ sender_schedule(struct sender *s, int64_t now)
 		wait = (int64_t)(due * 1000) + 1;
 	if (wait < CLAIM_FLOOR_MS)
 		wait = CLAIM_FLOOR_MS;
+	/* codes issued just after the last NOTIFY came without one */
+	follow = s->woken_ms + 2 * OTP_NOTIFY_INTERVAL_MS - now;
+	if (follow > 0 && follow < wait)
+		wait = follow;
 	s->next_claim_ms = now + wait;
 }
 
@@ -901,7 +914,7 @@ sender_poll(struct sender *s)
 		if (outbox_notified(s->ob, &woken) != RC_OK)
 			sender_db_down(s);
 		else if (woken)
-			s->wake = true;
+			sender_wake(s);
 	}
 	wait = sender_wait_ms(s, mono_ms());
 	memset(fds, 0, sizeof(fds));
@@ -924,7 +937,7 @@ sender_poll(struct sender *s)
 		if (outbox_notified(s->ob, &woken) != RC_OK)
 			sender_db_down(s);
 		else if (woken)
-			s->wake = true;
+			sender_wake(s);
 	}
 }
 
@@ -1068,7 +1081,7 @@ sender_init(struct sender *s, const struct config *cfg,
 	s->nslots = s->parallel + s->qdepth;
 	s->refill = s->qdepth / 2 > s->parallel ? s->qdepth / 2 : s->parallel;
 	s->db_backoff_ms = DB_RETRY_MIN_MS;
-	s->wake = true;
+	sender_wake(s);
 	if (crypto_random(&s->rng, sizeof(s->rng)) != RC_OK || s->rng == 0)
 		s->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
 	if (opts->mode == SENDER_FOR)

@@ -57,7 +57,7 @@ static const struct db_statement statements[] = {
 	    " SELECT k.client_id, k.provider_id IS NOT NULL,"
 	    " k.template_id IS NOT NULL, " TS_UTC("ins.created_at") ","
 	    " " TS_UTC("ins.expires_at") ","
-	    " CASE WHEN ins.id IS NOT NULL"
+	    " CASE WHEN ins.id IS NOT NULL AND $12::boolean"
 	    " THEN pg_notify('otpd_outbox', '') END"
 	    " FROM k LEFT JOIN ins ON true"},
 	{"verify",
@@ -233,8 +233,8 @@ store_issue(struct store *st, const struct store_code *c,
     struct store_issued *out)
 {
 	char client[24], key[16], exp[16];
-	const char *vals[11];
-	int lens[11] = {CRYPTO_TAG_LEN};
+	const char *vals[12];
+	int lens[12] = {CRYPTO_TAG_LEN};
 	PGresult *res;
 	int rc;
 
@@ -255,8 +255,9 @@ store_issue(struct store *st, const struct store_code *c,
 	vals[9] = exp;
 	vals[10] = (const char *)c->sealed;
 	lens[10] = (int)c->sealed_len;
+	vals[11] = c->notify ? "t" : "f";
 	/* not retried: the insert may have committed before the failure */
-	rc = store_run(st, "issue", 11, vals, lens,
+	rc = store_run(st, "issue", 12, vals, lens,
 	    (1u << 0) | (1u << 7) | (1u << 10), false, &res);
 	if (rc != RC_OK)
 		return rc;

@@ -31,6 +31,7 @@ struct store_code {
 	int expires_in;
 	const uint8_t *sealed;
 	size_t sealed_len;
+	bool notify;			/* wake the senders with NOTIFY */
 };
 
 enum store_issue_result {
@@ -90,7 +91,7 @@ int store_auth(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
 /* store_issue: in one statement (one round trip, one transaction):
  * authenticate, find provider and template, and unless one is missing or
  * c->client_id is not the key's client, insert the code and its outbox row
- * and wake the senders.  RC_UNAUTHORIZED for an unknown or disabled key. */
+ * and, with c->notify, wake the senders.  RC_UNAUTHORIZED for an unknown or disabled key. */
 int store_issue(struct store *st, const struct store_code *c,
     struct store_issued *out) WARN_UNUSED;
 

@@ -22,13 +22,14 @@ import signal
 import ssl
 import subprocess
 import time
+import uuid
 
 import pytest
 
 from conftest import binary, wait_for
 from fakes.httpfake import SendGridFake, TwilioFake, WebhookFake
 from fakes.smtpfake import SmtpFake
-from sender_fixtures import (count_by_status, insert_jobs, make_provider,
+from sender_fixtures import (count_by_status, insert_jobs, lit, make_provider,
                              start_sender, status_of, wait_settled)
 
 assert start_sender  # a fixture, used by name
@@ -302,6 +303,33 @@ def test_notify_wakes_a_following_sender(stack, hook, start_sender):
     jobs = insert_jobs(stack, prov, ["l@example.com"])
     # the poll interval is ten minutes: only the NOTIFY can wake it
     wait_for("delivery", lambda: hook.ids() == [jobs[0].id], timeout=30)
+    assert p.stop() == 0
+
+
+def test_codes_issued_between_notifications_are_sent(stack, hook,
+                                                      start_sender):
+    """otpd sends NOTIFY at most once per 20 ms per worker, so most codes
+    of a burst carry none; the sender's follow-up claim after each
+    notification must still send every one of them promptly, although
+    its poll interval is ten minutes."""
+    name = "burst-" + uuid.uuid4().hex[:12]
+    key = stack.db("SELECT otp.create_client(%s)" % lit(name))[0][0]
+    stack.db("SELECT otp.add_provider(%s, 'email', 'p', 'webhook', %s::jsonb)"
+             % (lit(name), lit(json.dumps({"url": hook.hook_url,
+                                           "secret": SECRET}))))
+    p = start_sender(sender_poll_ms=600000)
+    wait_for("the sender to listen", lambda: "listen=otpd_outbox" in p.log())
+    time.sleep(0.3)     # let its first claim find nothing
+    ids = []
+    for i in range(40):
+        status, _, body = stack.api("generate", {
+            "channel": "email", "provider": "p",
+            "destination": "b%d@example.com" % i, "type": "numeric",
+            "length": 6, "expiresInSeconds": 300}, key)
+        assert status == 200, body
+        ids.append(body["otpId"])
+    wait_for("every code of the burst",
+             lambda: sorted(hook.ids()) == sorted(ids), timeout=20)
     assert p.stop() == 0
 
 
