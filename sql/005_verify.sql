@@ -1,4 +1,5 @@
--- 005_verify.sql: validation in one round trip.  otpd computes the HMAC tag
+-- 005_verify.sql: validation in one round trip (otp.verify is redefined in
+-- 006 to do its usual work in one row update).  otpd computes the HMAC tag
 -- of the submitted code under every key of its key file (the database never
 -- sees a key, nor the code), and otp.verify() locks the code row, checks its
 -- state, compares the tag of the row's key in constant time and records the
