@@ -8,11 +8,31 @@
 -- conditions on the newest row version, so of many right answers exactly one
 -- consumes the code, and failures stop at max_attempts.
 
+-- No SET search_path on these two: they are called on every validation and
+-- a SET clause costs a configuration save and restore per call; every name
+-- in them is schema-qualified or a built-in (pg_catalog comes first).
+CREATE OR REPLACE FUNCTION otp.tag_equal(a bytea, b bytea)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT
+AS $$
+DECLARE
+	acc integer := 0;
+BEGIN
+	IF pg_catalog.length(a) <> 32 OR pg_catalog.length(b) <> 32 THEN
+		RETURN false;
+	END IF;
+	FOR i IN 0..31 LOOP
+		acc := acc | (pg_catalog.get_byte(a, i) # pg_catalog.get_byte(b, i));
+	END LOOP;
+	RETURN acc = 0;
+END
+$$;
+ALTER FUNCTION otp.tag_equal(bytea, bytea) RESET ALL;
+
 CREATE OR REPLACE FUNCTION otp.verify(p_key_hash bytea, p_client_id bigint,
     p_code_id uuid, p_key_ids integer[], p_tags bytea,
     OUT outcome text, OUT client_id bigint, OUT retry_after integer)
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r record;
@@ -89,3 +109,4 @@ BEGIN
 	VALUES (p_code_id, r.cid, r.destination, v_note, r.expires_at);
 END
 $$;
+ALTER FUNCTION otp.verify(bytea, bigint, uuid, integer[], bytea) RESET ALL;
