@@ -1,0 +1,205 @@
+"""test_otpd_process.py: otpd as a process, spoken to in FastCGI directly
+(no web server): --help/--version, configuration file and flags, the
+listening socket on fd 0 (spawn-fcgi, systemd StandardInput=socket), the
+supervisor restarting a worker that dies, and a graceful stop that lets the
+request in progress finish and exits 0."""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+from conftest import binary, wait_for
+from pgcluster import free_port
+
+FCGI_BEGIN, FCGI_END, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
+
+
+def record(rtype, content, req_id=1):
+    return struct.pack("!BBHHBB", 1, rtype, req_id, len(content), 0, 0) \
+        + content
+
+
+def name_value(name, value):
+    out = b""
+    for s in (name, value):
+        n = len(s)
+        out += bytes([n]) if n < 128 else struct.pack("!I", n | 0x80000000)
+    return out + name + value
+
+
+def fcgi_begin(sock, method, uri, body=b"", content_length=None,
+               headers=None):
+    """Send a request's head (everything but its body) on sock."""
+    params = {"REQUEST_METHOD": method, "REQUEST_URI": uri,
+              "CONTENT_LENGTH": str(len(body) if content_length is None
+                                    else content_length),
+              "CONTENT_TYPE": "application/json"}
+    params.update(headers or {})
+    payload = b"".join(name_value(k.encode(), v.encode())
+                       for k, v in params.items())
+    sock.sendall(record(FCGI_BEGIN, struct.pack("!HB5x", 1, 0))
+                 + record(FCGI_PARAMS, payload) + record(FCGI_PARAMS, b""))
+
+
+def fcgi_finish(sock, body=b""):
+    """Send the body and read the answer: (status, raw head and body)."""
+    if body:
+        sock.sendall(record(FCGI_STDIN, body))
+    sock.sendall(record(FCGI_STDIN, b""))
+    out, buf = b"", b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while len(buf) >= 8:
+            _, rtype, _, clen, plen, _ = struct.unpack("!BBHHBB", buf[:8])
+            if len(buf) < 8 + clen + plen:
+                break
+            content = buf[8:8 + clen]
+            buf = buf[8 + clen + plen:]
+            if rtype == FCGI_STDOUT:
+                out += content
+            elif rtype == FCGI_END:
+                status = int(out.split(b"Status: ", 1)[1][:3])
+                return status, out
+    raise AssertionError("no FastCGI end record; got %r" % out)
+
+
+def fcgi(address, method, uri, body=b"", headers=None):
+    with socket.create_connection(address, timeout=20) as sock:
+        fcgi_begin(sock, method, uri, body, headers=headers)
+        return fcgi_finish(sock, body)
+
+
+def workers_of(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return sorted(int(p) for p in f.read().split())
+
+
+def start(stack, args, **kw):
+    log = open(os.path.join(stack.tmp, "otpd-process.log"), "ab")
+    return subprocess.Popen([binary("otpd")] + args, stdout=log,
+                            stderr=subprocess.STDOUT, **kw)
+
+
+def common_args(stack):
+    return ["-d", stack.conninfo, "-k", stack.keyfile, "-l", "warn"]
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=40)
+
+
+def test_help_version_and_usage_errors():
+    out = subprocess.run([binary("otpd"), "--help"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.startswith("usage: otpd")
+    out = subprocess.run([binary("otpd"), "--version"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.startswith("otpd ")
+    out = subprocess.run([binary("otpd"), "--no-such-flag"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "usage" in out.stderr
+
+
+def test_configuration_errors_stop_start_up(stack, tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("workers = many\n")
+    out = subprocess.run([binary("otpd"), "-c", str(conf)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "bad.conf:1: workers must be an integer" in out.stderr
+    open_key = tmp_path / "open.key"
+    open_key.write_bytes(open(stack.keyfile, "rb").read())
+    os.chmod(open_key, 0o644)
+    out = subprocess.run([binary("otpd"), "-s", "127.0.0.1:%d" % free_port(),
+                          "-k", str(open_key)], capture_output=True,
+                         text=True)
+    assert out.returncode == 1 and "group or others" in out.stderr
+
+
+def test_config_file_then_flags(stack, tmp_path):
+    port = free_port()
+    conf = tmp_path / "otpd.conf"
+    conf.write_text("# flags win over this file\nworkers = 1\n"
+                    "socket = 127.0.0.1:%d\ndatabase = \"%s\"\n"
+                    "key_file = %s\nlog_level = warn\n"
+                    % (free_port(), stack.conninfo, stack.keyfile))
+    p = start(stack, ["-c", str(conf), "-s", "127.0.0.1:%d" % port,
+                      "-n", "3"])
+    try:
+        wait_for("otpd's socket", lambda: len(workers_of(p.pid)) == 3 and
+                 fcgi(("127.0.0.1", port), "GET", "/otp/health")[0] == 200)
+    finally:
+        assert stop(p) == 0
+
+
+def test_listening_socket_on_fd0(stack):
+    """spawn-fcgi and systemd (StandardInput=socket) hand otpd a listening
+    socket as its standard input."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    address = lsock.getsockname()
+    p = start(stack, common_args(stack) + ["-n", "1"], stdin=lsock.fileno())
+    lsock.close()
+    try:
+        status, out = fcgi(address, "GET", "/otp/health")
+        assert status == 200 and out.endswith(b'{"status":"ok"}'), out
+    finally:
+        assert stop(p) == 0
+
+
+def test_dead_worker_is_replaced(stack):
+    port = free_port()
+    p = start(stack, common_args(stack) + ["-s", "127.0.0.1:%d" % port,
+                                           "-n", "2"])
+    try:
+        wait_for("two workers", lambda: len(workers_of(p.pid)) == 2)
+        before = workers_of(p.pid)
+        os.kill(before[0], signal.SIGKILL)
+        wait_for("a replacement", lambda: len(workers_of(p.pid)) == 2 and
+                 before[0] not in workers_of(p.pid))
+        for _ in range(6):
+            assert fcgi(("127.0.0.1", port), "GET", "/otp/health")[0] == 200
+        assert p.poll() is None
+    finally:
+        assert stop(p) == 0
+
+
+def test_sigterm_lets_the_request_in_progress_finish(stack):
+    port = free_port()
+    p = start(stack, common_args(stack) + ["-s", "127.0.0.1:%d" % port,
+                                           "-n", "1"])
+    try:
+        wait_for("the worker", lambda: fcgi(("127.0.0.1", port), "GET",
+                                            "/otp/health")[0] == 200)
+        body = b'{"otpId":"not-a-uuid","otp":"123456"}'
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        # the worker has the request and waits for its body
+        fcgi_begin(sock, "POST", "/otp/validate", body,
+                   headers={"HTTP_X_API_KEY": "otpk_unknown"})
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert p.poll() is None, "otpd left before its request finished"
+        status, out = fcgi_finish(sock, body)
+        sock.close()
+        assert status == 401, out
+        assert p.wait(timeout=40) == 0
+        # and it no longer accepts
+        try:
+            fcgi(("127.0.0.1", port), "GET", "/otp/health")
+            accepted = True
+        except OSError:
+            accepted = False
+        assert not accepted
+    finally:
+        if p.poll() is None:
+            p.kill()
