@@ -84,7 +84,9 @@ BEGIN
 			THEN now() + make_interval(secs => outbox_claim.lease_seconds)
 			END,
 		    leased_by = outbox_claim.worker,
-		    last_error = CASE WHEN d.skip IS NOT NULL THEN d.skip
+		    last_error = CASE WHEN d.skip IS NOT NULL
+			THEN left(d.skip || coalesce('; last: ' || o.last_error,
+			    ''), 1000)
 			WHEN d.exhausted THEN left('gave up after '
 			    || o.attempts || ' attempts; last: '
 			    || coalesce(o.last_error, 'the sender stopped'), 1000)
