@@ -7,7 +7,8 @@
 #                    curl example.  Running it again restarts cleanly.
 #   ./dev.sh down    stop nginx, otpd and PostgreSQL (the data stays).
 #   ./dev.sh test    install packages, build, run the unit tests, the
-#                    integration tests, then both again on an ASan+UBSan build.
+#                    integration tests, then both again on an ASan+UBSan
+#                    build, then make distcheck.
 #   ./dev.sh deps | build    only those steps.
 #
 # Everything the stack writes lives in .local/ (git-ignored).  As root the
@@ -44,7 +45,7 @@ APT_PACKAGES=(
 	python3-aiosmtpd python3-jsonschema python3-yaml
 	# the other web servers the shipped configurations are tested with,
 	# and tools other parts of the suite call
-	lighttpd apache2 mandoc strace systemd acl
+	lighttpd apache2 mandoc strace systemd acl cppcheck
 )
 # Installed only when the command is missing (a Node.js from elsewhere
 # brings its own npm, and Debian's npm package would conflict with it).
@@ -526,6 +527,34 @@ build_asan() {
 	    make -s clean && make -j2)
 }
 
+# Static checks: cppcheck's warnings, and none of the functions the house
+# style bans (unbounded copies and formats, unchecked number parsing).
+BANNED='atoi|atol|atoll|sscanf|strcpy|strcat|sprintf|vsprintf|strtok|gets'
+run_static_checks() {
+	local rc=0
+	say "cppcheck and banned functions"
+	cppcheck -q --enable=warning,portability --inline-suppr \
+	    --error-exitcode=1 -I src src tests/unit || rc=1
+	if grep -nE "\<($BANNED)[[:space:]]*\(" src/*.[ch] tests/unit/*.[ch]
+	then
+		say "banned functions used (above)"
+		rc=1
+	fi
+	return "$rc"
+}
+
+# make distcheck: the tarball builds, passes make check and installs
+# out of tree.  Run last, so the tree copied for the ASan build never holds
+# its temporary directory.
+run_distcheck() {
+	local log=$1 rc=0
+	say "make distcheck"
+	(cd "$REPO" && make -s distcheck) >"$log" 2>&1 || rc=$?
+	rm -f "$REPO"/otpd-*.tar.gz
+	[ "$rc" -eq 0 ] || tail -n 40 "$log" >&2
+	return "$rc"
+}
+
 cmd_test() {
 	local logdir=$LOCAL/test-logs
 	run_step deps cmd_deps || die "could not install packages"
@@ -534,6 +563,7 @@ cmd_test() {
 		echo "$PASSED passed, $FAILED failed"
 		exit 1
 	fi
+	run_step static-checks run_static_checks || true
 	run_make_check "$REPO" "$logdir/make-check.log" || true
 	run_pytest "$REPO" "$logdir/pytest.log" || true
 
@@ -552,6 +582,7 @@ cmd_test() {
 		run_pytest "$LOCAL/build-asan" "$logdir/pytest-asan.log" || true
 	fi
 	unset ASAN_OPTIONS UBSAN_OPTIONS
+	run_step distcheck run_distcheck "$logdir/distcheck.log" || true
 
 	echo
 	echo "$PASSED passed, $FAILED failed"
