@@ -43,50 +43,13 @@ reply_rc(struct request *r, int rc)
 }
 
 /*
- * The steps every authenticated POST shares: a key must be present, the
- * body must be read whole and parse as a JSON object.  On failure the answer
- * is written and NULL returned; otherwise the caller owns the object.
+ * A refused request with a key: 401 (or 503) beats every other answer, so
+ * the key is checked first.  Only refusals pay for this look-up; a good
+ * request is authenticated by the statement that serves it.
  */
-static struct json_object *
-read_json_body(struct request *r, uint8_t key_hash[CRYPTO_TAG_LEN])
-{
-	struct json_object *obj = NULL;
-	int rc;
-
-	if (r->api_key == NULL) {
-		http_reply_error(r, RC_UNAUTHORIZED, MSG_KEY, NULL, NULL);
-		return NULL;
-	}
-	crypto_sha256(r->api_key, strlen(r->api_key), key_hash);
-	rc = http_read_body(r);
-	if (rc == RC_MEDIA_TYPE) {
-		http_reply_error(r, rc, "Content-Type must be application/json.",
-		    NULL, NULL);
-		return NULL;
-	}
-	if (rc == RC_TOO_LARGE) {
-		http_reply_error(r, rc, "Request body is too large.", NULL,
-		    NULL);
-		return NULL;
-	}
-	if (rc != RC_OK) {
-		http_reply_error(r, RC_INVALID,
-		    "Request body does not match its Content-Length.", NULL,
-		    NULL);
-		return NULL;
-	}
-	if (jsonv_parse(r->body.data ? r->body.data : "", r->body.len, &obj) !=
-	    RC_OK) {
-		http_reply_error(r, RC_INVALID, MSG_NOT_OBJECT, NULL, NULL);
-		return NULL;
-	}
-	return obj;
-}
-
-/* a body that failed validation: 401 beats 400 for an unknown key */
 static void
-reply_invalid(struct app *app, struct request *r,
-    const uint8_t key_hash[CRYPTO_TAG_LEN], const char *message,
+reply_refused(struct app *app, struct request *r,
+    const uint8_t key_hash[CRYPTO_TAG_LEN], int err, const char *message,
     const struct verrors *errs)
 {
 	int64_t client_id;
@@ -96,7 +59,44 @@ reply_invalid(struct app *app, struct request *r,
 	if (rc != RC_OK)
 		reply_rc(r, rc);
 	else
-		http_reply_error(r, RC_INVALID, message, errs, NULL);
+		http_reply_error(r, err, message, errs, NULL);
+}
+
+/*
+ * The steps every authenticated POST shares: a key must be present, the
+ * body must be read whole and parse as a JSON object.  On failure the answer
+ * is written and NULL returned; otherwise the caller owns the object.
+ */
+static struct json_object *
+read_json_body(struct app *app, struct request *r,
+    uint8_t key_hash[CRYPTO_TAG_LEN])
+{
+	struct json_object *obj = NULL;
+	const char *message;
+	int rc;
+
+	if (r->api_key == NULL) {
+		http_reply_error(r, RC_UNAUTHORIZED, MSG_KEY, NULL, NULL);
+		return NULL;
+	}
+	crypto_sha256(r->api_key, strlen(r->api_key), key_hash);
+	rc = http_read_body(r);
+	if (rc == RC_MEDIA_TYPE) {
+		message = "Content-Type must be application/json.";
+	} else if (rc == RC_TOO_LARGE) {
+		message = "Request body is too large.";
+	} else if (rc != RC_OK) {
+		rc = RC_INVALID;
+		message = "Request body does not match its Content-Length.";
+	} else if (jsonv_parse(r->body.data ? r->body.data : "", r->body.len,
+	    &obj) != RC_OK) {
+		rc = RC_INVALID;
+		message = MSG_NOT_OBJECT;
+	} else {
+		return obj;
+	}
+	reply_refused(app, r, key_hash, rc, message, NULL);
+	return NULL;
 }
 
 size_t
@@ -257,11 +257,12 @@ otp_generate(struct app *app, struct request *r)
 	struct json_object *body;
 	int rc;
 
-	body = read_json_body(r, key_hash);
+	body = read_json_body(app, r, key_hash);
 	if (body == NULL)
 		return;
 	if (validate_generate(body, &g, &errs) != RC_OK) {
-		reply_invalid(app, r, key_hash, errs.msg[0], &errs);
+		reply_refused(app, r, key_hash, RC_INVALID, errs.msg[0],
+		    &errs);
 		goto out;
 	}
 	rc = issue(app, key_hash, &g, otp_id, &done);
@@ -345,15 +346,17 @@ otp_validate(struct app *app, struct request *r)
 	char retry[48];
 	int rc;
 
-	body = read_json_body(r, key_hash);
+	body = read_json_body(app, r, key_hash);
 	if (body == NULL)
 		return;
 	if (validate_validate(body, &v, &errs) != RC_OK) {
-		reply_invalid(app, r, key_hash, errs.msg[0], &errs);
+		reply_refused(app, r, key_hash, RC_INVALID, errs.msg[0],
+		    &errs);
 		goto out;
 	}
 	if (!v.otp_id_wellformed) {
-		reply_invalid(app, r, key_hash, MSG_INVALID_OTP, NULL);
+		reply_refused(app, r, key_hash, RC_INVALID, MSG_INVALID_OTP,
+		    NULL);
 		goto out;
 	}
 	rc = verify(app, key_hash, &v, &out);

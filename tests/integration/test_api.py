@@ -8,6 +8,7 @@ outage (last: it restarts the shared cluster)."""
 import calendar
 import json
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -17,6 +18,7 @@ from decimal import Decimal
 import pytest
 
 from conftest import DB_NAME, TEMPLATE_ID
+from test_otpd_process import fcgi_begin, fcgi_finish
 
 MSG = {
     "channel": "OTP channel is required and must be either 'Email' or 'Sms'.",
@@ -502,6 +504,89 @@ def test_invalid_body_without_key_is_401(api):
     assert status == 401 and resp == KEY_ERROR
     status, _, resp = api("generate", {"channel": 1}, "otpk_unknown")
     assert status == 401 and resp == KEY_ERROR
+
+
+@pytest.fixture(scope="module")
+def disabled_key(db, make_client):
+    name = "disabled-" + uuid.uuid4().hex[:8]
+    k = make_client(name)
+    db("SELECT otp.disable_client('%s')" % name)
+    return k
+
+
+# Bodies otpd refuses before it looks at their fields; with a bad key each
+# must answer 401 all the same.
+REFUSED_BODIES = [
+    ("not JSON", b"hello", None, 400),
+    ("not an object", b"[1]", None, 400),
+    ("trailing garbage", json.dumps(gen_body()).encode() + b"x", None, 400),
+    ("text/plain", json.dumps(gen_body()).encode(),
+     {"Content-Type": "text/plain"}, 415),
+    ("form content type", b"channel=email",
+     {"Content-Type": "application/x-www-form-urlencoded"}, 415),
+]
+
+
+@pytest.mark.parametrize("path", ["generate", "validate"])
+@pytest.mark.parametrize("raw,headers,status", [c[1:] for c in REFUSED_BODIES],
+                         ids=[c[0] for c in REFUSED_BODIES])
+def test_bad_key_beats_bad_body(api, db, key, disabled_key, path, raw,
+                                headers, status):
+    before = counts(db)
+    # with a good key the body is what is wrong ...
+    resp = api(path, raw, key, headers=headers)
+    assert_error(resp[0], resp[2], status)
+    # ... with a bad one, the key
+    for k in ("otpk_" + "0" * 64, disabled_key):
+        status_k, hdrs, resp = api(path, raw, k, headers=headers)
+        assert status_k == 401 and resp == KEY_ERROR, (k, status_k, resp)
+        assert hdrs.get("content-type", "").startswith("application/json")
+    assert counts(db) == before
+
+
+@pytest.mark.parametrize("path", ["generate", "validate"])
+def test_oversized_body_with_bad_key(api, db, key, disabled_key, path):
+    """nginx refuses a body over its client_max_body_size (16k, the same
+    limit as otpd's body_limit) itself, before otpd or its key check sees
+    it: through the whole stack that is a 413 for every key.  otpd's own
+    answer to it is checked over FastCGI below."""
+    big = json.dumps(gen_body(padding="x" * 20000))
+    before = counts(db)
+    for k in (key, "otpk_" + "0" * 64, disabled_key):
+        status, _, resp = api(path, big, k)
+        assert_error(status, resp, 413, "Request body is too large.")
+    assert counts(db) == before
+
+
+def fcgi_post(stack, path, key, body, content_length):
+    """POST straight to otpd over FastCGI (no nginx in between), so that
+    an oversized or mis-announced body reaches it; (status, JSON answer)."""
+    with socket.create_connection(("127.0.0.1", stack.otpd_port),
+                                  timeout=20) as sock:
+        fcgi_begin(sock, "POST", "/otp/" + path, body, content_length,
+                   headers={"HTTP_X_API_KEY": key})
+        status, out = fcgi_finish(sock, body)
+    return status, json.loads(out.split(b"\r\n\r\n", 1)[1].decode())
+
+
+@pytest.mark.parametrize("path", ["generate", "validate"])
+@pytest.mark.parametrize("body,content_length,status", [
+    (b"", 16385, 413),
+    (b'{"channel":"email"}', 100, 400),
+    (b'{}  {}', 2, 400),
+], ids=["over the limit", "shorter than announced",
+        "longer than announced"])
+def test_bad_key_beats_body_length_at_otpd(stack, db, key, disabled_key,
+                                           path, body, content_length,
+                                           status):
+    before = counts(db)
+    got, resp = fcgi_post(stack, path, key, body, content_length)
+    assert got == status, resp
+    assert_error(got, resp, status)
+    for k in ("otpk_" + "0" * 64, disabled_key):
+        got, resp = fcgi_post(stack, path, k, body, content_length)
+        assert got == 401 and resp == KEY_ERROR, (k, got, resp)
+    assert counts(db) == before
 
 
 def test_rotated_key(api, db, make_client):
