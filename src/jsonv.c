@@ -422,16 +422,19 @@ jsonv_int(struct json_object *obj, const char *key, int64_t min, int64_t max,
 	 * json-c 0.16 does not fail on overflow, even in strict mode: a
 	 * literal above INT64_MAX is kept as a uint64 (saturating at
 	 * UINT64_MAX), one below INT64_MIN silently becomes INT64_MIN.  So
-	 * INT64_MIN itself cannot be trusted and is refused as well.
+	 * INT64_MIN itself cannot be trusted and is refused as well; the sign
+	 * survives the clamping, and says which bound *val gets.
 	 */
 	v = json_object_get_int64(child);
-	if (v == INT64_MAX &&
-	    json_object_get_uint64(child) > (uint64_t)INT64_MAX)
+	if (v == INT64_MIN || v < min) {
+		*val = min;
 		return JSONV_BAD_VALUE;
-	if (v == INT64_MIN)
+	}
+	if (v > max || (v == INT64_MAX &&
+	    json_object_get_uint64(child) > (uint64_t)INT64_MAX)) {
+		*val = max;
 		return JSONV_BAD_VALUE;
-	if (v < min || v > max)
-		return JSONV_BAD_VALUE;
+	}
 	*val = v;
 	return JSONV_OK;
 }

@@ -42,8 +42,10 @@ enum jsonv_found jsonv_string(struct json_object *obj, const char *key,
     const char **val, size_t *len);
 
 /* jsonv_int: obj[key] as an integer.  Only a JSON integer literal counts
- * (8, not 8.0, "8" or 8e0); a value outside [min, max], or one too large for
- * int64, is JSONV_BAD_VALUE.  *val is set only with JSONV_OK. */
+ * (8, not 8.0, "8" or 8e0); a value outside [min, max], or one beyond int64
+ * (INT64_MIN itself included: json-c clamps to it), is JSONV_BAD_VALUE with
+ * *val set to the bound it lies beyond, min or max.  *val is set only with
+ * JSONV_OK and JSONV_BAD_VALUE. */
 enum jsonv_found jsonv_int(struct json_object *obj, const char *key,
     int64_t min, int64_t max, int64_t *val);
 

@@ -164,7 +164,7 @@ string_field(struct json_object *body, const char *key, const char **s,
 }
 
 /* int_field: a required integer; a value beyond int64 comes back as
- * JSONV_BAD_VALUE and is judged by the range check of phase 2. */
+ * JSONV_BAD_VALUE, clamped, and is judged by the range check of phase 2. */
 static enum jsonv_found
 int_field(struct json_object *body, const char *key, int64_t *v,
     const char *missing, const char *wrong, struct verrors *errs)
@@ -263,13 +263,15 @@ gen_destination(struct gen_state *st, struct verrors *errs)
 }
 
 /*
- * gen_ranges: phase 2, formats and ranges in field order.  A value beyond
- * int64 (JSONV_BAD_VALUE) is out of range; for expiresInSeconds its sign is
- * lost by jsonv_int(), and a huge positive number is the likelier mistake.
+ * gen_ranges: phase 2, formats and ranges in field order.  An integer
+ * beyond int64 comes back from jsonv_int() clamped, so its sign still
+ * picks the message.
  */
 static void
 gen_ranges(struct gen_state *st, struct verrors *errs)
 {
+	bool length_set, expires_set;
+
 	gen_destination(st, errs);
 	if (st->type_ok) {
 		if (ascii_ieq(st->type_s, st->type_len, "numeric"))
@@ -279,14 +281,16 @@ gen_ranges(struct gen_state *st, struct verrors *errs)
 		else
 			verrors_add(errs, MSG_TYPE_VALUE);
 	}
-	if (st->length_f == JSONV_BAD_VALUE || (st->length_f == JSONV_OK &&
-	    (st->length < VALIDATE_LENGTH_MIN ||
-	    st->length > VALIDATE_LENGTH_MAX)))
+	length_set = st->length_f == JSONV_OK ||
+	    st->length_f == JSONV_BAD_VALUE;
+	expires_set = st->expires_f == JSONV_OK ||
+	    st->expires_f == JSONV_BAD_VALUE;
+	if (length_set && (st->length < VALIDATE_LENGTH_MIN ||
+	    st->length > VALIDATE_LENGTH_MAX))
 		verrors_add(errs, MSG_LENGTH_RANGE);
-	if (st->expires_f == JSONV_OK && st->expires <= 0)
+	if (expires_set && st->expires <= 0)
 		verrors_add(errs, MSG_EXPIRES_POSITIVE);
-	else if (st->expires_f == JSONV_BAD_VALUE ||
-	    (st->expires_f == JSONV_OK && st->expires > expires_max))
+	else if (expires_set && st->expires > expires_max)
 		verrors_add(errs, expires_max_msg);
 	if (st->template_ok && (st->template_len == 0 ||
 	    utf8_chars(st->r.template_id, st->template_len) >

@@ -75,8 +75,9 @@ const char *channel_name(enum channel c);
  * integer.", "ExpiresInSeconds must be an integer.", "TemplateId must be a
  * string.", and for a provider / templateId string that is empty or longer
  * than VALIDATE_NAME_MAX: "Provider is required." / "TemplateId must be
- * between 1 and 200 characters.".  A string holding U+0000 counts as the
- * wrong type for its field.
+ * between 1 and 200 characters.".  An integer beyond int64 is out of range
+ * on the side of its sign.  A string holding U+0000 counts as the wrong
+ * type for its field.
  * Note: the "at most" message is built once per process into a static
  * buffer by validate_set_expires_max(); it is not built per request. */
 int validate_generate(struct json_object *body, struct generate_req *req,

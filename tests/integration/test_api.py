@@ -858,6 +858,26 @@ def bad_field_cases():
                   None))
     cases.append(("provider long", gen_body(provider="p" * 201),
                   None, "provider"))
+    # beyond int64, the sign still picks the message
+    for name, value, msg in (
+            ("huge negative", "RAW:-99999999999999999999",
+             MSG["expires_positive"]),
+            ("int64 min", "RAW:-9223372036854775808",
+             MSG["expires_positive"]),
+            ("int64 min - 1", "RAW:-9223372036854775809",
+             MSG["expires_positive"]),
+            ("huge", "RAW:99999999999999999999",
+             "ExpiresInSeconds must be at most 86400."),
+            ("2^64 + 6", "RAW:18446744073709551622",
+             "ExpiresInSeconds must be at most 86400.")):
+        cases.append(("expiresInSeconds %s: message" % name,
+                      gen_body(expiresInSeconds=value), msg, None))
+    for name, value in (("huge negative", "RAW:-99999999999999999999"),
+                        ("int64 min", "RAW:-9223372036854775808"),
+                        ("huge", "RAW:99999999999999999999"),
+                        ("int64 max", "RAW:9223372036854775807")):
+        cases.append(("length %s: message" % name, gen_body(length=value),
+                      MSG["length_range"], None))
     # nulls count as missing
     for field, msg in (("channel", "channel"), ("provider", "provider"),
                        ("destination", "destination"), ("type", "type"),

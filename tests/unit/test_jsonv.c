@@ -129,6 +129,7 @@ static const char get_body[] =
     "\"a\":[1],\"o\":{\"x\":1},\"mz\":-0,"
     "\"max\":9223372036854775807,\"over\":9223372036854775808,"
     "\"huge\":123456789012345678901234567890,"
+    "\"nhuge\":-123456789012345678901234567890,"
     "\"min\":-9223372036854775808,\"under\":-9223372036854775809,"
     "\"dup\":1,\"dup\":2}";
 
@@ -151,14 +152,31 @@ static const struct get_case get_cases[] = {
 	{ "int in range", "i", 1, 4, 12, JSONV_OK, 8, NULL, 0 },
 	{ "int at min", "i", 1, 8, 12, JSONV_OK, 8, NULL, 0 },
 	{ "int at max", "i", 1, 4, 8, JSONV_OK, 8, NULL, 0 },
-	{ "int below min", "i", 1, 9, 12, JSONV_BAD_VALUE, 0, NULL, 0 },
-	{ "int above max", "i", 1, 4, 7, JSONV_BAD_VALUE, 0, NULL, 0 },
+	{ "int below min: min", "i", 1, 9, 12, JSONV_BAD_VALUE, 9, NULL, 0 },
+	{ "int above max: max", "i", 1, 4, 7, JSONV_BAD_VALUE, 7, NULL, 0 },
 	{ "minus zero", "mz", 1, W, JSONV_OK, 0, NULL, 0 },
 	{ "int64 max", "max", 1, W, JSONV_OK, INT64_MAX, NULL, 0 },
-	{ "above int64 max", "over", 1, W, JSONV_BAD_VALUE, 0, NULL, 0 },
-	{ "30 digits", "huge", 1, W, JSONV_BAD_VALUE, 0, NULL, 0 },
-	{ "int64 min (ambiguous)", "min", 1, W, JSONV_BAD_VALUE, 0, NULL, 0 },
-	{ "below int64 min", "under", 1, W, JSONV_BAD_VALUE, 0, NULL, 0 },
+	{ "above int64 max", "over", 1, W, JSONV_BAD_VALUE, INT64_MAX, NULL,
+	    0 },
+	{ "30 digits", "huge", 1, W, JSONV_BAD_VALUE, INT64_MAX, NULL, 0 },
+	{ "int64 min (ambiguous)", "min", 1, W, JSONV_BAD_VALUE, INT64_MIN,
+	    NULL, 0 },
+	{ "below int64 min", "under", 1, W, JSONV_BAD_VALUE, INT64_MIN, NULL,
+	    0 },
+	{ "-30 digits", "nhuge", 1, W, JSONV_BAD_VALUE, INT64_MIN, NULL, 0 },
+	/* the sign of a clamped literal picks the bound */
+	{ "-30 digits in 1..86400: min", "nhuge", 1, 1, 86400,
+	    JSONV_BAD_VALUE, 1, NULL, 0 },
+	{ "below int64 min in 1..86400: min", "under", 1, 1, 86400,
+	    JSONV_BAD_VALUE, 1, NULL, 0 },
+	{ "int64 min in 1..86400: min", "min", 1, 1, 86400,
+	    JSONV_BAD_VALUE, 1, NULL, 0 },
+	{ "30 digits in 1..86400: max", "huge", 1, 1, 86400,
+	    JSONV_BAD_VALUE, 86400, NULL, 0 },
+	{ "above int64 max in 1..86400: max", "over", 1, 1, 86400,
+	    JSONV_BAD_VALUE, 86400, NULL, 0 },
+	{ "int64 max in 1..86400: max", "max", 1, 1, 86400,
+	    JSONV_BAD_VALUE, 86400, NULL, 0 },
 	{ "int from 8.0", "d", 1, W, JSONV_WRONG_TYPE, 0, NULL, 0 },
 	{ "int from 8e0", "e", 1, W, JSONV_WRONG_TYPE, 0, NULL, 0 },
 	{ "int from 1e400", "big", 1, W, JSONV_WRONG_TYPE, 0, NULL, 0 },
@@ -273,8 +291,8 @@ test_get_case(struct json_object *obj, const struct get_case *c)
 
 	if (c->is_int) {
 		f = jsonv_int(obj, c->key, c->min, c->max, &ival);
-		good = f == c->found &&
-		    (f == JSONV_OK ? ival == c->ival : ival == 777);
+		good = f == c->found && (f == JSONV_OK ||
+		    f == JSONV_BAD_VALUE ? ival == c->ival : ival == 777);
 	} else {
 		f = jsonv_string(obj, c->key, &sval, &slen);
 		if (f == JSONV_OK)
