@@ -22,8 +22,6 @@
 #define MSG_NOT_OBJECT "Request body must be a JSON object."
 #define MSG_INVALID_OTP "Invalid OTP or expired."
 #define MSG_LOCKED "Too many failed attempts. Try again later."
-#define MSG_PROVIDER "Provider not found for this client and channel."
-#define MSG_TEMPLATE "Template not found for this client and channel."
 
 /* answer a failure from below (store, crypto) that is not the client's */
 static void
@@ -246,6 +244,51 @@ issue(struct app *app, const uint8_t key_hash[CRYPTO_TAG_LEN],
 	return rc;
 }
 
+/* answer body again with what the database said of its names */
+static void
+reply_names(struct request *r, struct json_object *body,
+    const struct gen_found *found)
+{
+	struct generate_req g;
+	struct verrors errs;
+
+	/* RC_OK cannot happen: found says a name is missing */
+	if (validate_generate(body, found, &g, &errs) == RC_OK ||
+	    errs.n == 0)
+		reply_rc(r, RC_INTERNAL);
+	else
+		http_reply_error(r, RC_INVALID, errs.msg[0], &errs, NULL);
+}
+
+/*
+ * A generate body that failed validation.  Its provider and template are
+ * looked up (with the key) so that an unknown one is listed with the other
+ * problems, in its place; with neither to look up only the key is checked.
+ */
+static void
+reply_invalid_generate(struct app *app, struct request *r,
+    const uint8_t key_hash[CRYPTO_TAG_LEN], struct json_object *body,
+    const struct generate_req *g, const struct verrors *errs)
+{
+	struct store_names names;
+	struct gen_found found;
+	int rc;
+
+	if (g->provider == NULL && g->template_id == NULL) {
+		reply_refused(app, r, key_hash, RC_INVALID, errs->msg[0], errs);
+		return;
+	}
+	rc = store_names(app->st, key_hash, channel_name(g->channel),
+	    g->provider, g->template_id, &names);
+	if (rc != RC_OK) {
+		reply_rc(r, rc);
+		return;
+	}
+	found.provider = names.provider_found;
+	found.template_id = names.template_found;
+	reply_names(r, body, &found);
+}
+
 void
 otp_generate(struct app *app, struct request *r)
 {
@@ -253,6 +296,7 @@ otp_generate(struct app *app, struct request *r)
 	uint8_t key_hash[CRYPTO_TAG_LEN];
 	struct store_issued done;
 	struct generate_req g;
+	struct gen_found found;
 	struct verrors errs;
 	struct json_object *body;
 	int rc;
@@ -260,22 +304,23 @@ otp_generate(struct app *app, struct request *r)
 	body = read_json_body(app, r, key_hash);
 	if (body == NULL)
 		return;
-	if (validate_generate(body, &g, &errs) != RC_OK) {
-		reply_refused(app, r, key_hash, RC_INVALID, errs.msg[0],
-		    &errs);
+	if (validate_generate(body, NULL, &g, &errs) != RC_OK) {
+		reply_invalid_generate(app, r, key_hash, body, &g, &errs);
 		goto out;
 	}
 	rc = issue(app, key_hash, &g, otp_id, &done);
-	if (rc != RC_OK)
+	if (rc != RC_OK) {
 		reply_rc(r, rc);
-	else if (done.result == ISSUE_NO_PROVIDER)
-		http_reply_error(r, RC_INVALID, MSG_PROVIDER, NULL, NULL);
-	else if (done.result == ISSUE_NO_TEMPLATE)
-		http_reply_error(r, RC_INVALID, MSG_TEMPLATE, NULL, NULL);
-	else if (done.result == ISSUE_OK)
+	} else if (done.result == ISSUE_NOT_FOUND) {
+		/* every other check passed: only the names can be listed */
+		found.provider = done.provider_found;
+		found.template_id = done.template_found;
+		reply_names(r, body, &found);
+	} else if (done.result == ISSUE_OK) {
 		reply_generated(r, otp_id, &g, &done);
-	else
+	} else {
 		reply_rc(r, RC_INTERNAL);	/* stale twice: a race, rare */
+	}
 out:
 	json_object_put(body);
 }

@@ -25,6 +25,16 @@ static const struct db_statement statements[] = {
 	{"ping", "SELECT 1"},
 	{"auth",
 	    "SELECT id FROM otp.clients WHERE api_key_hash = $1 AND enabled"},
+	/* the key's client, and whether it has the provider and template
+	 * named (true when NULL: not asked); only for bodies refused anyway */
+	{"names",
+	    "SELECT c.id, $3::text IS NULL OR EXISTS (SELECT 1"
+	    " FROM otp.providers p WHERE p.client_id = c.id"
+	    " AND p.channel = $2 AND p.name = $3),"
+	    " $4::text IS NULL OR EXISTS (SELECT 1 FROM otp.templates t"
+	    " WHERE t.client_id = c.id AND t.channel = $2"
+	    " AND t.template_id = $4)"
+	    " FROM otp.clients c WHERE c.api_key_hash = $1 AND c.enabled"},
 	/*
 	 * Generate in one statement.  k is the key's client with the named
 	 * provider and template (NULLs when missing); the code is inserted
@@ -229,6 +239,34 @@ store_auth(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
 }
 
 int
+store_names(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
+    const char *channel, const char *provider, const char *template_id,
+    struct store_names *out)
+{
+	const char *vals[4] = {(const char *)key_hash, channel, provider,
+	    template_id};
+	int lens[4] = {CRYPTO_TAG_LEN};
+	PGresult *res;
+	int64_t client_id;
+	int rc;
+
+	out->provider_found = false;
+	out->template_found = false;
+	rc = store_run(st, "names", 4, vals, lens, 1, true, &res);
+	if (rc != RC_OK)
+		return rc;
+	if (PQntuples(res) != 1) {
+		rc = RC_UNAUTHORIZED;
+	} else {
+		rc = get_i64(res, 0, &client_id);
+		out->provider_found = get_bool(res, 1);
+		out->template_found = get_bool(res, 2);
+	}
+	PQclear(res);
+	return rc;
+}
+
+int
 store_issue(struct store *st, const struct store_code *c,
     struct store_issued *out)
 {
@@ -268,10 +306,10 @@ store_issue(struct store *st, const struct store_code *c,
 	rc = get_i64(res, 0, &out->client_id);
 	if (rc != RC_OK)
 		goto out;
-	if (!get_bool(res, 1)) {
-		out->result = ISSUE_NO_PROVIDER;
-	} else if (c->template_id != NULL && !get_bool(res, 2)) {
-		out->result = ISSUE_NO_TEMPLATE;
+	out->provider_found = get_bool(res, 1);
+	out->template_found = c->template_id == NULL || get_bool(res, 2);
+	if (!out->provider_found || !out->template_found) {
+		out->result = ISSUE_NOT_FOUND;
 	} else if (PQgetisnull(res, 0, 3)) {
 		out->result = ISSUE_STALE;
 	} else {

@@ -37,13 +37,14 @@ struct store_code {
 enum store_issue_result {
 	ISSUE_OK = 0,		/* inserted; created and expires set */
 	ISSUE_STALE,		/* the key belongs to client_id: redo */
-	ISSUE_NO_PROVIDER,
-	ISSUE_NO_TEMPLATE,
+	ISSUE_NOT_FOUND,	/* the provider or the template: see below */
 };
 
 struct store_issued {
 	enum store_issue_result result;
 	int64_t client_id;	/* the key's client */
+	bool provider_found;
+	bool template_found;	/* true when no templateId was given */
 	char created[STORE_TIME_MAX];	/* RFC 3339 UTC */
 	char expires[STORE_TIME_MAX];
 };
@@ -87,6 +88,20 @@ int store_ping(struct store *st) WARN_UNUSED;
  * key_hash, else RC_UNAUTHORIZED. */
 int store_auth(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
     int64_t *client_id) WARN_UNUSED;
+
+/* What store_names() found for the key's client. */
+struct store_names {
+	bool provider_found;
+	bool template_found;
+};
+
+/* store_names: like store_auth(), and whether the key's client has the
+ * provider and the template named for channel (a NULL name is not looked
+ * up and counts as found).  For a body refused anyway, so that all its
+ * problems are listed. */
+int store_names(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
+    const char *channel, const char *provider, const char *template_id,
+    struct store_names *out) WARN_UNUSED;
 
 /* store_issue: in one statement (one round trip, one transaction):
  * authenticate, find provider and template, and unless one is missing or

@@ -33,6 +33,10 @@
 #define MSG_EXPIRES_POSITIVE	"ExpiresInSeconds must be greater than zero."
 #define MSG_TEMPLATE_LENGTH \
 	"TemplateId must be between 1 and 200 characters."
+#define MSG_PROVIDER_UNKNOWN \
+	"Provider not found for this client and channel."
+#define MSG_TEMPLATE_UNKNOWN \
+	"Template not found for this client and channel."
 #define MSG_OTPID_REQUIRED	"OtpId is required."
 #define MSG_OTPID_STRING	"OtpId must be a string."
 #define MSG_OTP_REQUIRED	"Otp is required."
@@ -52,6 +56,8 @@ static char expires_max_msg[64] = "ExpiresInSeconds must be at most 86400.";
 struct gen_state {
 	struct generate_req r;
 	bool channel_ok;
+	bool provider_ok;	/* a string that may name a provider */
+	bool provider_long;	/* a string too long to name one */
 	bool dest_ok;
 	bool type_ok;
 	bool template_ok;
@@ -202,17 +208,23 @@ gen_channel(struct json_object *body, struct gen_state *st,
 		verrors_add(errs, MSG_CHANNEL);
 }
 
+/* gen_provider: a name longer than any stored one was still given, so it
+ * is not "required" but not found, reported in phase 2. */
 static void
 gen_provider(struct json_object *body, struct gen_state *st,
     struct verrors *errs)
 {
 	size_t len;
 
+	st->provider_ok = false;
+	st->provider_long = false;
 	if (!string_field(body, "provider", &st->r.provider, &len,
 	    MSG_PROVIDER_REQUIRED, MSG_PROVIDER_STRING, errs))
 		return;
 	if (utf8_chars(st->r.provider, len) > VALIDATE_NAME_MAX)
-		verrors_add(errs, MSG_PROVIDER_REQUIRED);
+		st->provider_long = true;
+	else
+		st->provider_ok = true;
 }
 
 static void
@@ -262,13 +274,41 @@ gen_destination(struct gen_state *st, struct verrors *errs)
 		verrors_add(errs, MSG_PHONE);
 }
 
+/* gen_template_named: a templateId that may name a stored template */
+static bool
+gen_template_named(const struct gen_state *st)
+{
+	return st->template_ok && st->template_len > 0 &&
+	    utf8_chars(st->r.template_id, st->template_len) <=
+	    VALIDATE_NAME_MAX;
+}
+
 /*
- * gen_ranges: phase 2, formats and ranges in field order.  An integer
- * beyond int64 comes back from jsonv_int() clamped, so its sign still
- * picks the message.
+ * gen_names: between the formats and the ranges, as in the seed's table.
+ * Only a valid channel can be looked up; a provider too long to be stored
+ * needs no look-up to be unknown.
  */
 static void
-gen_ranges(struct gen_state *st, struct verrors *errs)
+gen_names(const struct gen_state *st, const struct gen_found *found,
+    struct verrors *errs)
+{
+	if (!st->channel_ok)
+		return;
+	if (st->provider_long ||
+	    (found != NULL && st->provider_ok && !found->provider))
+		verrors_add(errs, MSG_PROVIDER_UNKNOWN);
+	if (found != NULL && gen_template_named(st) && !found->template_id)
+		verrors_add(errs, MSG_TEMPLATE_UNKNOWN);
+}
+
+/*
+ * gen_ranges: phase 2, formats, names and ranges in field order.  An
+ * integer beyond int64 comes back from jsonv_int() clamped, so its sign
+ * still picks the message.
+ */
+static void
+gen_ranges(struct gen_state *st, const struct gen_found *found,
+    struct verrors *errs)
 {
 	bool length_set, expires_set;
 
@@ -281,6 +321,7 @@ gen_ranges(struct gen_state *st, struct verrors *errs)
 		else
 			verrors_add(errs, MSG_TYPE_VALUE);
 	}
+	gen_names(st, found, errs);
 	length_set = st->length_f == JSONV_OK ||
 	    st->length_f == JSONV_BAD_VALUE;
 	expires_set = st->expires_f == JSONV_OK ||
@@ -292,9 +333,7 @@ gen_ranges(struct gen_state *st, struct verrors *errs)
 		verrors_add(errs, MSG_EXPIRES_POSITIVE);
 	else if (expires_set && st->expires > expires_max)
 		verrors_add(errs, expires_max_msg);
-	if (st->template_ok && (st->template_len == 0 ||
-	    utf8_chars(st->r.template_id, st->template_len) >
-	    VALIDATE_NAME_MAX))
+	if (st->template_ok && !gen_template_named(st))
 		verrors_add(errs, MSG_TEMPLATE_LENGTH);
 }
 
@@ -305,8 +344,8 @@ channel_name(enum channel c)
 }
 
 int
-validate_generate(struct json_object *body, struct generate_req *req,
-    struct verrors *errs)
+validate_generate(struct json_object *body, const struct gen_found *found,
+    struct generate_req *req, struct verrors *errs)
 {
 	struct gen_state st;
 
@@ -314,9 +353,18 @@ validate_generate(struct json_object *body, struct generate_req *req,
 	memset(errs, 0, sizeof(*errs));
 	memset(&st, 0, sizeof(st));
 	gen_presence(body, &st, errs);
-	gen_ranges(&st, errs);
-	if (errs->n > 0)
+	gen_ranges(&st, found, errs);
+	if (errs->n > 0) {
+		/* what the caller may look up to have it reported */
+		if (st.channel_ok) {
+			req->channel = st.r.channel;
+			if (st.provider_ok)
+				req->provider = st.r.provider;
+			if (gen_template_named(&st))
+				req->template_id = st.r.template_id;
+		}
 		return RC_INVALID;
+	}
 	st.r.length = (int)st.length;
 	st.r.expires_in = (int)st.expires;
 	if (!st.template_ok)

@@ -51,12 +51,26 @@ struct validate_req {
 /* channel_name: "email" or "sms". */
 const char *channel_name(enum channel c);
 
+/* What the database said of a generate body's names for the key's client
+ * and the body's channel. */
+struct gen_found {
+	bool provider;		/* the provider exists */
+	bool template_id;	/* the templateId exists (or none was named) */
+};
+
 /* validate_generate: check a generate body against the largest
  * expiresInSeconds set by validate_set_expires_max().  Returns RC_OK with
- * *req filled, or RC_INVALID
- * with errs filled: first every missing / wrong-typed field in the order
- * channel, provider, destination, type, length, expiresInSeconds,
- * templateId; then formats and ranges in the same order.  The exact texts:
+ * *req filled, or RC_INVALID with errs filled: first every missing /
+ * wrong-typed field in the order channel, provider, destination, type,
+ * length, expiresInSeconds, templateId; then, as in the seed's table, the
+ * formats (destination, type), the names (provider, templateId: only with a
+ * valid channel) and the ranges (length, expiresInSeconds, templateId).
+ * found NULL: the names were not looked up and only a provider too long to
+ * exist is reported unknown; otherwise what found says is missing is.
+ * On RC_INVALID *req is cleared except for the names worth looking up: with
+ * a valid channel, channel is set, and provider / template_id point to a
+ * given name of 1 to VALIDATE_NAME_MAX characters (else NULL); the caller
+ * looks those up and calls again with found.  The exact texts:
  *   "OTP channel is required and must be either 'Email' or 'Sms'."
  *       (missing, wrong type, or a value other than email/sms in any case)
  *   "Provider is required."
@@ -67,21 +81,24 @@ const char *channel_name(enum channel c);
  *   "Invalid email format. It must be like name@example.com."
  *   "Invalid phone number format. Must start with country code"
  *   "OTP type must be either 'Numeric' or 'Alphanumeric'."
+ *   "Provider not found for this client and channel."
+ *       (also for a provider longer than VALIDATE_NAME_MAX)
+ *   "Template not found for this client and channel."
  *   "OTP length must be between 4 and 12."
  *   "ExpiresInSeconds must be greater than zero."
  *   "ExpiresInSeconds must be at most <expires_max>." (see note)
  * and for wrong JSON types: "Provider must be a string.", "Destination must
  * be a string.", "OTP type must be a string.", "OTP length must be an
  * integer.", "ExpiresInSeconds must be an integer.", "TemplateId must be a
- * string.", and for a provider / templateId string that is empty or longer
- * than VALIDATE_NAME_MAX: "Provider is required." / "TemplateId must be
- * between 1 and 200 characters.".  An integer beyond int64 is out of range
- * on the side of its sign.  A string holding U+0000 counts as the wrong
- * type for its field.
+ * string.", for an empty provider: "Provider is required.", and for a
+ * templateId that is empty or longer than VALIDATE_NAME_MAX: "TemplateId
+ * must be between 1 and 200 characters.".  An integer beyond int64 is out
+ * of range on the side of its sign.  A string holding U+0000 counts as the
+ * wrong type for its field.
  * Note: the "at most" message is built once per process into a static
  * buffer by validate_set_expires_max(); it is not built per request. */
-int validate_generate(struct json_object *body, struct generate_req *req,
-    struct verrors *errs) WARN_UNUSED;
+int validate_generate(struct json_object *body, const struct gen_found *found,
+    struct generate_req *req, struct verrors *errs) WARN_UNUSED;
 
 /* validate_set_expires_max: set the largest expiresInSeconds (default
  * 86400) and its message.  Call at start-up. */

@@ -234,6 +234,101 @@ def test_missing_before_format(api, key):
     assert resp["errors"] == [MSG["type"], MSG["email"]]
 
 
+# An unknown provider or template is listed with the other problems, in the
+# seed's place: after the formats, before the ranges.
+NAME_CASES = [
+    ("provider and length",
+     dict(provider="nope", length=2),
+     ["provider_unknown", "length_range"]),
+    ("provider and huge length",
+     dict(provider="nope", length="RAW:99999999999999999999"),
+     ["provider_unknown", "length_range"]),
+    ("provider and zero expiry",
+     dict(provider="nope", expiresInSeconds=0),
+     ["provider_unknown", "expires_positive"]),
+    ("provider and expiry over the maximum",
+     dict(provider="nope", expiresInSeconds=86401),
+     ["provider_unknown", "ExpiresInSeconds must be at most 86400."]),
+    ("provider and email",
+     dict(provider="nope", destination="testejemplo.com"),
+     ["email", "provider_unknown"]),
+    ("provider and phone",
+     dict(channel="sms", provider="nope", destination="test@ejemplo.com"),
+     ["phone", "provider_unknown"]),
+    ("everything",
+     dict(provider="nope", destination="testejemplo.com", type="hex",
+          length=2, expiresInSeconds=0, templateId="no-such-template"),
+     ["email", "type_value", "provider_unknown", "template_unknown",
+      "length_range", "expires_positive"]),
+    ("provider, email, length and expiry",
+     dict(provider="nope", destination="testejemplo.com", length=13,
+          expiresInSeconds=-1),
+     ["email", "provider_unknown", "length_range", "expires_positive"]),
+    ("template and length",
+     dict(templateId="no-such-template", length=2),
+     ["template_unknown", "length_range"]),
+    ("template of the other channel and length",
+     dict(channel="sms", destination="+573001112233", templateId="email-only",
+          length=2),
+     ["template_unknown", "length_range"]),
+    # every other check passes: the generate statement itself says so
+    ("provider and template",
+     dict(provider="nope", templateId="no-such-template"),
+     ["provider_unknown", "template_unknown"]),
+    ("missing fields first",
+     dict(provider="nope", type=DROP, length=2),
+     ["type", "provider_unknown", "length_range"]),
+    ("missing provider, unknown template",
+     dict(provider=DROP, templateId="no-such-template", length=2),
+     ["provider", "template_unknown", "length_range"]),
+    ("over-long provider",
+     dict(provider="p" * 201),
+     ["provider_unknown"]),
+    ("over-long provider, email and length",
+     dict(provider="p" * 201, destination="testejemplo.com", length=2),
+     ["email", "provider_unknown", "length_range"]),
+    # no valid channel: nothing can be looked up for it
+    ("no valid channel",
+     dict(channel="fax", provider="nope", length=2),
+     ["channel", "length_range"]),
+    ("known provider, bad length",
+     dict(length=2, templateId=TEMPLATE_ID),
+     ["length_range"]),
+]
+
+
+@pytest.fixture(scope="module")
+def names_key(db, make_client):
+    """A client whose template "email-only" exists for email alone."""
+    name = "names-" + uuid.uuid4().hex[:8]
+    k = make_client(name)
+    db("SELECT otp.set_template('%s', 'email-only', 'email', 's', "
+       "'{{code}}')" % name)
+    return k
+
+
+@pytest.mark.parametrize("fields,want", [c[1:] for c in NAME_CASES],
+                         ids=[c[0] for c in NAME_CASES])
+def test_unknown_names_among_other_errors(api, db, names_key, fields, want):
+    errors = [MSG.get(w, w) for w in want]
+    before = counts(db)
+    resp = api("generate", encode_body(gen_body(**fields)), names_key)
+    assert_400(resp, errors[0], errors)
+    assert counts(db) == before
+
+
+def test_unknown_names_with_a_bad_key_is_401(api, db, make_client):
+    name = "names-off-" + uuid.uuid4().hex[:8]
+    off = make_client(name)
+    db("SELECT otp.disable_client('%s')" % name)
+    body = gen_body(provider="nope", length=2, templateId="no-such")
+    before = counts(db)
+    for k in ("otpk_" + "0" * 64, off):
+        status, _, resp = api("generate", body, k)
+        assert status == 401 and resp == KEY_ERROR, (k, resp)
+    assert counts(db) == before
+
+
 def test_validate_lock_seed_row(api, make_client, code_for):
     k = make_client(max_attempts=3, lock_seconds=60)
     otp_id = api("generate", gen_body(), k)[2]["otpId"]
@@ -856,8 +951,9 @@ def bad_field_cases():
                   "template"))
     cases.append(("provider empty", gen_body(provider=""), MSG["provider"],
                   None))
+    # a name too long to be stored was still given: it is not found
     cases.append(("provider long", gen_body(provider="p" * 201),
-                  None, "provider"))
+                  MSG["provider_unknown"], None))
     # beyond int64, the sign still picks the message
     for name, value, msg in (
             ("huge negative", "RAW:-99999999999999999999",

@@ -30,6 +30,8 @@
 #define M_EXPIRES_POS "ExpiresInSeconds must be greater than zero."
 #define M_EXPIRES_MAX "ExpiresInSeconds must be at most 86400."
 #define M_TEMPLATE_LEN "TemplateId must be between 1 and 200 characters."
+#define M_PROVIDER_UNKNOWN "Provider not found for this client and channel."
+#define M_TEMPLATE_UNKNOWN "Template not found for this client and channel."
 #define M_OTPID "OtpId is required."
 #define M_OTPID_STR "OtpId must be a string."
 #define M_OTP "Otp is required."
@@ -420,7 +422,7 @@ run_generate(const char *body, struct generate_req *req, struct verrors *e,
 		memset(e, 0, sizeof(*e));
 		return RC_INTERNAL;
 	}
-	return validate_generate(*objp, req, e);
+	return validate_generate(*objp, NULL, req, e);
 }
 
 static bool
@@ -449,7 +451,8 @@ test_generate_table(const struct body_case *cases, size_t n)
 	for (i = 0; i < n; i++) {
 		rc = run_generate(cases[i].body, &req, &e, &obj);
 		ok(errs_match(rc, &e, &cases[i]), cases[i].name);
-		if (rc == RC_INVALID && req.provider != NULL)
+		if (rc == RC_INVALID && (req.destination != NULL ||
+		    req.length != 0 || req.expires_in != 0))
 			ok(0, "req cleared on failure");
 		json_object_put(obj);
 	}
@@ -550,7 +553,7 @@ test_generate_fields(void)
 	ok(strcmp(channel_name(CHANNEL_EMAIL), "email") == 0,
 	    "channel_name email");
 	json_object_put(obj);
-	rc = validate_generate(NULL, &req, &e);
+	rc = validate_generate(NULL, NULL, &req, &e);
 	ok(rc == RC_INVALID && e.n == 6 && strcmp(e.msg[0], M_CHANNEL) == 0 &&
 	    strcmp(e.msg[5], M_EXPIRES) == 0, "NULL body: all required");
 }
@@ -592,8 +595,8 @@ static void
 test_names(void)
 {
 	name_case("provider", "p", 200, NULL, "provider of 200 characters");
-	name_case("provider", "p", 201, M_PROVIDER,
-	    "provider of 201 characters");
+	name_case("provider", "p", 201, M_PROVIDER_UNKNOWN,
+	    "provider of 201 characters: given, so not found");
 	name_case("provider", "\xc3\xa9", 200, NULL,
 	    "provider of 200 two-byte characters");
 	name_case("templateId", "t", 1, NULL, "templateId of 1 character");
@@ -606,6 +609,127 @@ test_names(void)
 	name_case("templateId", "\xe2\x82\xac", 201, M_TEMPLATE_LEN,
 	    "templateId of 201 three-byte characters");
 	name_case("templateId", "t", 0, M_TEMPLATE_LEN, "templateId empty");
+}
+
+/* found_case: body checked again with what the database said. */
+static void
+found_case(const char *body, bool provider, bool template_id, int n,
+    const char *const *want, const char *name)
+{
+	struct gen_found found = {provider, template_id};
+	struct generate_req req;
+	struct json_object *obj = NULL;
+	struct verrors e;
+	int good, i, rc;
+
+	if (jsonv_parse(body, strlen(body), &obj) != RC_OK) {
+		ok(0, name);
+		return;
+	}
+	rc = validate_generate(obj, &found, &req, &e);
+	good = n == 0 ? rc == RC_OK : rc == RC_INVALID && e.n == n;
+	for (i = 0; good && i < n; i++)
+		good = strcmp(e.msg[i], want[i]) == 0;
+	ok(good, name);
+	json_object_put(obj);
+}
+
+/* GEN with a templateId "t1" */
+#define GENT(ch, pr, de, ty, le, ex)                                     \
+	"{\"channel\":" ch ",\"provider\":" pr ",\"destination\":" de      \
+	",\"type\":" ty ",\"length\":" le ",\"expiresInSeconds\":" ex      \
+	",\"templateId\":\"t1\"}"
+
+/* test_found: an unknown provider or template in the seed's place, after
+ * the formats and before the ranges, in message and list alike. */
+static void
+test_found(void)
+{
+	static const char *const p_len[] = {M_PROVIDER_UNKNOWN,
+	    M_LENGTH_RANGE};
+	static const char *const p_exp[] = {M_PROVIDER_UNKNOWN,
+	    M_EXPIRES_POS};
+	static const char *const p_email[] = {M_EMAIL, M_PROVIDER_UNKNOWN};
+	static const char *const p_all[] = {M_EMAIL, M_TYPE_VALUE,
+	    M_PROVIDER_UNKNOWN, M_TEMPLATE_UNKNOWN, M_LENGTH_RANGE,
+	    M_EXPIRES_POS};
+	static const char *const t_len[] = {M_TEMPLATE_UNKNOWN,
+	    M_LENGTH_RANGE};
+	static const char *const p_only[] = {M_PROVIDER_UNKNOWN};
+	static const char *const pt[] = {M_PROVIDER_UNKNOWN,
+	    M_TEMPLATE_UNKNOWN};
+	static const char *const chan[] = {M_CHANNEL, M_LENGTH_RANGE};
+	static const char *const miss[] = {M_DEST, M_PROVIDER_UNKNOWN};
+	static const char *const long_p[] = {M_EMAIL, M_PROVIDER_UNKNOWN,
+	    M_LENGTH_RANGE};
+	char body[1024], lp[202];
+
+	found_case(GEN(OK_CH, OK_PR, OK_DE, OK_TY, "2", OK_EX), false, true,
+	    2, p_len, "unknown provider before the length range");
+	found_case(GEN(OK_CH, OK_PR, OK_DE, OK_TY, OK_LE, "0"), false, true,
+	    2, p_exp, "unknown provider before the expiry range");
+	found_case(GEN(OK_CH, OK_PR, "\"bad\"", OK_TY, OK_LE, OK_EX), false,
+	    true, 2, p_email, "unknown provider after the email format");
+	found_case(GENT(OK_CH, OK_PR, "\"bad\"", "\"x\"", "2", "0"), false,
+	    false, 6, p_all, "every problem in order");
+	found_case(GENT(OK_CH, OK_PR, OK_DE, OK_TY, "2", OK_EX), true, false,
+	    2, t_len, "unknown template before the length range");
+	found_case(GEN(OK_CH, OK_PR, OK_DE, OK_TY, OK_LE, OK_EX), false, true,
+	    1, p_only, "unknown provider alone");
+	found_case(GENT(OK_CH, OK_PR, OK_DE, OK_TY, OK_LE, OK_EX), false,
+	    false, 2, pt, "provider, then template");
+	found_case(GENT(OK_CH, OK_PR, OK_DE, OK_TY, OK_LE, OK_EX), true, true,
+	    0, NULL, "both found: valid");
+	found_case(GEN(OK_CH, OK_PR, OK_DE, OK_TY, OK_LE, OK_EX), true, false,
+	    0, NULL, "no templateId: template not reported");
+	found_case(GEN("\"fax\"", OK_PR, OK_DE, OK_TY, "2", OK_EX), false,
+	    false, 2, chan, "no valid channel: names not reported");
+	found_case("{\"channel\":\"email\",\"provider\":\"nope\","
+	    "\"type\":\"numeric\",\"length\":6,\"expiresInSeconds\":300}",
+	    false, true, 2, miss, "unknown provider after a missing field");
+	memset(lp, 'p', 201);
+	lp[201] = '\0';
+	snprintf(body, sizeof(body), "{\"channel\":\"email\","
+	    "\"provider\":\"%s\",\"destination\":\"bad\","
+	    "\"type\":\"numeric\",\"length\":2,\"expiresInSeconds\":300}",
+	    lp);
+	found_case(body, true, true, 3, long_p,
+	    "provider of 201 characters: not found, in its place");
+}
+
+/* test_names_to_look_up: on failure req keeps only the names worth
+ * looking up, and only with a valid channel. */
+static void
+test_names_to_look_up(void)
+{
+	struct generate_req req;
+	struct json_object *obj;
+	struct verrors e;
+	char body[1024], lp[202];
+	int rc;
+
+	rc = run_generate("{\"channel\":\"SMS\",\"provider\":\"generic\","
+	    "\"destination\":\"x\",\"type\":\"numeric\",\"length\":2,"
+	    "\"expiresInSeconds\":300,\"templateId\":\"t1\"}", &req, &e,
+	    &obj);
+	ok(rc == RC_INVALID && req.channel == CHANNEL_SMS &&
+	    req.provider != NULL && strcmp(req.provider, "generic") == 0 &&
+	    req.template_id != NULL && strcmp(req.template_id, "t1") == 0,
+	    "failure keeps channel, provider and templateId");
+	json_object_put(obj);
+	rc = run_generate("{\"channel\":\"fax\",\"provider\":\"generic\","
+	    "\"templateId\":\"t1\"}", &req, &e, &obj);
+	ok(rc == RC_INVALID && req.provider == NULL && req.template_id == NULL,
+	    "no valid channel: nothing to look up");
+	json_object_put(obj);
+	memset(lp, 'p', 201);
+	lp[201] = '\0';
+	snprintf(body, sizeof(body), "{\"channel\":\"email\","
+	    "\"provider\":\"%s\",\"templateId\":\"\"}", lp);
+	rc = run_generate(body, &req, &e, &obj);
+	ok(rc == RC_INVALID && req.provider == NULL && req.template_id == NULL,
+	    "over-long provider and empty templateId: nothing to look up");
+	json_object_put(obj);
 }
 
 static void
@@ -777,6 +901,8 @@ main(void)
 	test_wrong_types();
 	test_generate_fields();
 	test_names();
+	test_found();
+	test_names_to_look_up();
 	test_expires_max();
 	test_email();
 	test_phone_uuid();
