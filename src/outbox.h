@@ -34,6 +34,7 @@ struct outbox_job {
 	int32_t key_id;
 	int attempts;			/* including this one */
 	char expires_at[OUTBOX_TIME_MAX];	/* as generate answered */
+	int64_t expires_ms;		/* the same, Unix time in ms */
 	char expires_text[OUTBOX_TIME_MAX];	/* whole seconds, for texts */
 	int minutes;			/* the code's lifetime, rounded up */
 	char kind[16];			/* provider kind */

@@ -91,7 +91,7 @@ struct sender {
 	int64_t ack_due_ms;		/* flush acks by then */
 	bool stopping;
 	uint64_t rng;
-	long n_sent, n_retry, n_failed, n_released;
+	long n_sent, n_retry, n_failed, n_released, n_expired;
 };
 
 static int sig_pipe[2] = {-1, -1};
@@ -409,7 +409,8 @@ sender_slot_done(struct sender *s, struct slot *sl,
 		s->ack_due_ms = mono_ms() + ACK_DELAY_MS;
 }
 
-/* a queued job handed back unattempted (stop, or too late in its lease) */
+/* a queued job handed back unattempted (stop, too late in its lease, or
+ * its code expired: see sender_slot_expired) */
 static void
 sender_slot_release(struct sender *s, struct slot *sl)
 {
@@ -422,6 +423,36 @@ sender_slot_release(struct sender *s, struct slot *sl)
 	s->done++;
 	if (s->ack_due_ms == 0)
 		s->ack_due_ms = mono_ms();
+}
+
+static int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A queued job whose code expired while it waited (behind a slow transfer,
+ * say) is not sent.  It is handed back rather than acked as a retry so that
+ * the claim that follows settles it in the database, which decides by its
+ * own clock, as "expired" with "not sent: code expired before delivery"
+ * (a retry ack would record "expires before the next attempt" instead).
+ * That claim comes after CLAIM_FLOOR_MS, not at once, so that a clock
+ * ahead of the database's cannot spin on the job; --once waits for it.
+ */
+static void
+sender_slot_expired(struct sender *s, struct slot *sl)
+{
+	log_info("event=delivery_expired id=%s kind=%s attempt=%d",
+	    sl->job.id, sl->job.kind, sl->job.attempts);
+	sender_slot_release(s, sl);
+	s->n_released--;
+	s->n_expired++;
+	s->drained = false;
+	s->next_claim_ms = min64(s->next_claim_ms, mono_ms() + CLAIM_FLOOR_MS);
 }
 
 /* Starting a delivery ---------------------------------------------------- */
@@ -662,6 +693,8 @@ sender_start_queued(struct sender *s)
 			break;
 		if (s->stopping || mono_ms() - sl->claimed_ms > latest)
 			sender_slot_release(s, sl);
+		else if (wall_ms() >= sl->job.expires_ms)
+			sender_slot_expired(s, sl);
 		else
 			sender_start(s, sl);
 	}
@@ -1126,8 +1159,8 @@ sender_run(const struct config *cfg, const struct keyring *kr,
 			rc = sender_loop(&s);
 	}
 	log_info("event=sender_stop sent=%ld retry=%ld failed=%ld "
-	    "released=%ld result=\"%s\"", s.n_sent, s.n_retry, s.n_failed,
-	    s.n_released, rc_str(rc));
+	    "released=%ld expired=%ld result=\"%s\"", s.n_sent, s.n_retry,
+	    s.n_failed, s.n_released, s.n_expired, rc_str(rc));
 	sender_slots_free(&s);
 	keyring_wipe(&s.kr);
 	if (s.multi != NULL)

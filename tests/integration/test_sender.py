@@ -213,6 +213,34 @@ def test_code_expires_before_provider_recovers(stack, hook, start_sender):
     assert status_of(stack, jobs)[jobs[0].id][0] == "expired"
 
 
+def test_code_expiring_in_the_queue_is_not_sent(stack, hook, start_sender):
+    """Two jobs of one batch behind parallelism 1: the first hangs until
+    the HTTP timeout, and both codes expire meanwhile.  The one still
+    queued when the transfer gives up must not be started: its code was
+    valid at the claim, but not by the time a transfer could start."""
+    prov = webhook_provider(stack, hook)
+    hook.push(("hang", 30.0))
+    p = start_sender(sender_parallel=1, sender_timeout_ms=4000)
+    wait_for("the sender to listen", lambda: "listen=otpd_outbox" in p.log())
+    # one transaction and one NOTIFY: both are claimed in the same batch
+    jobs = insert_jobs(stack, prov, ["q1@example.com", "q2@example.com"],
+                       expires_in=2)
+    wait_for("the first request", lambda: len(hook.requests) == 1)
+    st = wait_settled(stack, jobs)
+    wait_for("the hung request to be abandoned", lambda: hook.abandoned)
+    p.stop()
+    hung = hook.requests[0].json()["id"]
+    queued = [j for j in jobs if j.id != hung]
+    assert len(queued) == 1
+    assert len(hook.requests) == 1, "the expired code was sent"
+    assert hook.accepted == []
+    q = st[queued[0].id]
+    assert q[0] == "expired" and q[1] == 0 and q[4], q
+    assert q[2].startswith("not sent: code expired before delivery"), q
+    assert st[hung][0] == "expired" and "timed out" in st[hung][2], st
+    assert "event=delivery_expired id=%s" % queued[0].id in p.log()
+
+
 def test_consumed_or_expired_codes_are_not_sent(stack, hook, start_sender):
     prov = webhook_provider(stack, hook)
     consumed, expired, gone, live = insert_jobs(
