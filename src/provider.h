@@ -62,6 +62,7 @@ struct delivery {
 	struct curl_slist *headers;
 	struct curl_slist *rcpt;
 	char retry_after[64];		/* Retry-After header, if any */
+	char rate_reset[64];		/* X-RateLimit-Reset, if any */
 	char message_id[PROVIDER_MSGID_MAX];	/* X-Message-Id, if any */
 	char curl_error[CURL_ERROR_SIZE];
 	void *state;			/* the driver's parsed config */
@@ -174,6 +175,12 @@ int provider_http_sign(const char *secret, size_t secret_len, time_t t,
 /* provider_http_retry_after: seconds a Retry-After value (delta-seconds or
  * an HTTP-date) asks for, at most max; -1 when absent or unparsable. */
 int provider_http_retry_after(const char *value, time_t now, int max);
+
+/* provider_http_rate_reset: seconds until the Unix time in an
+ * X-RateLimit-Reset value (SendGrid's 429 carries it instead of
+ * Retry-After), 0 if it has passed, at most max; -1 when absent or
+ * unparsable. */
+int provider_http_rate_reset(const char *value, time_t now, int max);
 
 /* provider_scrub: copy s into out (outlen bytes) as printable ASCII
  * (other bytes become '?') with every occurrence of the code (code_len

@@ -103,12 +103,11 @@ provider_http_sign(const char *secret, size_t secret_len, time_t t,
 	return n > 0 && (size_t)n < outlen ? RC_OK : RC_TOO_LARGE;
 }
 
-int
-provider_http_retry_after(const char *value, time_t now, int max)
+/* value without surrounding blanks into v (vlen bytes); 0 if empty or
+ * too long */
+static int
+header_trim(const char *value, char *v, size_t vlen)
 {
-	char v[64];
-	int64_t secs;
-	time_t when;
 	size_t n;
 
 	while (*value == ' ' || *value == '\t')
@@ -116,10 +115,22 @@ provider_http_retry_after(const char *value, time_t now, int max)
 	n = strlen(value);
 	while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
 		n--;
-	if (n == 0 || n >= sizeof(v))
-		return -1;
+	if (n == 0 || n >= vlen)
+		return 0;
 	memcpy(v, value, n);
 	v[n] = '\0';
+	return 1;
+}
+
+int
+provider_http_retry_after(const char *value, time_t now, int max)
+{
+	char v[64];
+	int64_t secs;
+	time_t when;
+
+	if (!header_trim(value, v, sizeof(v)))
+		return -1;
 	if (isdigit((unsigned char)v[0])) {
 		if (parse_int64(v, 0, INT32_MAX, &secs) != RC_OK)
 			return -1;
@@ -129,6 +140,19 @@ provider_http_retry_after(const char *value, time_t now, int max)
 			return -1;
 		secs = when > now ? (int64_t)(when - now) : 0;
 	}
+	return secs > max ? max : (int)secs;
+}
+
+int
+provider_http_rate_reset(const char *value, time_t now, int max)
+{
+	char v[64];
+	int64_t when, secs;
+
+	if (!header_trim(value, v, sizeof(v)) ||
+	    parse_int64(v, 0, INT64_MAX, &when) != RC_OK)
+		return -1;
+	secs = when > (int64_t)now ? when - (int64_t)now : 0;
 	return secs > max ? max : (int)secs;
 }
 
@@ -430,9 +454,20 @@ static void
 sendgrid_finish(void *state, struct delivery *d, CURL *easy, CURLcode cc,
     struct provider_result *res)
 {
+	long status = 0;
+	int reset;
+
 	(void)state;
-	if (!http_classify(d, easy, cc, "sendgrid", res))
+	if (!http_classify(d, easy, cc, "sendgrid", res)) {
+		/* SendGrid's 429 says when the limit resets, not Retry-After;
+		 * of the two, the later one wins */
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+		reset = provider_http_rate_reset(d->rate_reset, d->now,
+		    HTTP_RETRY_AFTER_MAX);
+		if (cc == CURLE_OK && status == 429 && reset > res->retry_after)
+			res->retry_after = reset;
 		return;
+	}
 	res->outcome = PROVIDER_SENT;
 	provider_scrub(d->message_id, NULL, 0, res->message_id,
 	    sizeof(res->message_id));

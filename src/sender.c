@@ -246,11 +246,13 @@ on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 	if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
 		/* a new response (after 100 Continue, say): forget the last */
-		d->retry_after[0] = '\0';
+		d->retry_after[0] = d->rate_reset[0] = '\0';
 		d->message_id[0] = '\0';
 	} else if (n > 12 && strncasecmp(ptr, "Retry-After:", 12) == 0) {
 		header_value(ptr, n, 12, d->retry_after,
 		    sizeof(d->retry_after));
+	} else if (n > 18 && strncasecmp(ptr, "X-RateLimit-Reset:", 18) == 0) {
+		header_value(ptr, n, 18, d->rate_reset, sizeof(d->rate_reset));
 	} else if (n > 13 && strncasecmp(ptr, "X-Message-Id:", 13) == 0) {
 		header_value(ptr, n, 13, d->message_id, sizeof(d->message_id));
 	}
@@ -611,7 +613,8 @@ sender_delivery_reset(struct slot *sl)
 	d->timeout_ms = 0;
 	d->req_off = 0;
 	d->headers = d->rcpt = NULL;
-	d->retry_after[0] = d->message_id[0] = d->curl_error[0] = '\0';
+	d->retry_after[0] = d->rate_reset[0] = d->message_id[0] = '\0';
+	d->curl_error[0] = '\0';
 }
 
 static void

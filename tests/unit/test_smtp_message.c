@@ -180,6 +180,16 @@ test_http(void)
 	ok(provider_http_retry_after("-5", 1000, 60) == -1, "negative");
 	ok(provider_http_retry_after("Wed, 21 Oct 2015 07:28:30 GMT",
 	    1445412480, 3600) == 30, "HTTP-date");
+	ok(provider_http_rate_reset("1700000007", 1700000000, 3600) == 7,
+	    "X-RateLimit-Reset: Unix time");
+	ok(provider_http_rate_reset(" 1700009999 ", 1700000000, 3600) == 3600,
+	    "X-RateLimit-Reset capped");
+	ok(provider_http_rate_reset("1600000000", 1700000000, 3600) == 0,
+	    "X-RateLimit-Reset passed");
+	ok(provider_http_rate_reset("", 1700000000, 3600) == -1 &&
+	    provider_http_rate_reset("soon", 1700000000, 3600) == -1 &&
+	    provider_http_rate_reset("-5", 1700000000, 3600) == -1,
+	    "X-RateLimit-Reset empty or garbage");
 
 	provider_scrub("bad code 123456 in 123456!", "123456", 6, out,
 	    sizeof(out));

@@ -7,6 +7,7 @@ answer the way they do.
     grid = SendGridFake("SG.key")
     hook.push(("status", 500), ("status", 500))   # the next two answers
     hook.push(("hang", 5.0))            # hold the next request 5 s
+    grid.push(("ratelimit", 2))         # SendGrid's 429, resets in 2 s
     hook.accepted                       # what was answered 2xx to a live
                                         # client (webhook: parsed bodies)
     hook.requests                       # every request that arrived
@@ -173,6 +174,8 @@ class FakeHTTP:
                     self.abandoned.append(req)
                 return (None, {}, b"", None)
             return None
+        if act[0] != "status":
+            return self.action(act, req)
         status = act[1]
         headers = dict(error_headers or {})
         headers.update(act[2] if len(act) > 2 else {})
@@ -180,6 +183,10 @@ class FakeHTTP:
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
         return (status, headers, body, None)
+
+    def action(self, act, req):
+        """A scripted action of a subclass's own kind."""
+        raise ValueError("unknown scripted action %r" % (act,))
 
     def close(self):
         self.release.set()
@@ -363,11 +370,29 @@ class SendGridFake(FakeHTTP):
     JSON body (personalizations[].to[].email, from.email, subject,
     content[].type/value).  202 Accepted with an empty body and an
     X-Message-Id header; errors as {"errors": [{"message", "field",
-    "help"}]}."""
+    "help"}]}.  The scripted action ("ratelimit", seconds) answers 429 as
+    SendGrid does when the rate limit is hit: X-RateLimit-Limit,
+    X-RateLimit-Remaining: 0 and X-RateLimit-Reset (the Unix time when the
+    limit resets, seconds from now), no Retry-After; resets records each
+    reset time sent."""
+
+    RATE_LIMIT = 600
 
     def __init__(self, api_key):
         self.api_key = api_key
+        self.resets = []
         super().__init__()
+
+    def action(self, act, req):
+        if act[0] != "ratelimit":
+            return super().action(act, req)
+        reset = int(time.time()) + act[1]
+        with self.lock:
+            self.resets.append(reset)
+        return self._err(429, ("too many requests", None), extra={
+            "X-RateLimit-Limit": str(self.RATE_LIMIT),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(reset)})
 
     def _err(self, status, *items, extra=None):
         h = {"Content-Type": "application/json"}
