@@ -133,9 +133,12 @@ int provider_address(const char *from, char *addr, size_t addrlen,
     char *name, size_t namelen) WARN_UNUSED;
 
 /* provider_smtp_encode_header: append the value of an unstructured header
- * (Subject, a display name) to out: as it is when it is printable ASCII and
- * short, else as RFC 2047 "=?UTF-8?B?...?=" encoded-words of at most 75
- * characters, folded with CRLF SP.  value must be one line of UTF-8. */
+ * (Subject, a display name) to out, continuing the line out ends with (the
+ * field name): as it is when it is printable ASCII that fits on that line,
+ * else as RFC 2047 "=?UTF-8?B?...?=" encoded-words of at most 75
+ * characters, folded with CRLF SP so that no line exceeds 78 characters and
+ * no UTF-8 character is split between words.  value must be one line of
+ * UTF-8. */
 int provider_smtp_encode_header(struct buf *out, const char *value)
     WARN_UNUSED;
 

@@ -12,8 +12,9 @@
 #include "log.h"
 #include "provider.h"
 
-#define SMTP_RAW_HEADER_MAX 900	/* longer ASCII values are encoded */
-#define SMTP_WORD_BYTES 45	/* input bytes per encoded-word: 60 base64 */
+#define SMTP_HEADER_LINE 78	/* RFC 5322: header lines should not exceed */
+#define SMTP_WORD_MAX 75	/* RFC 2047: the longest encoded-word */
+#define SMTP_WORD_FRAME 12	/* "=?UTF-8?B?" and "?=" */
 #define SMTP_LINE_MAX 998	/* RFC 5322 line limit, without CRLF */
 #define SMTP_QP_LINE 76		/* quoted-printable line limit */
 
@@ -57,44 +58,85 @@ b64_append(struct buf *out, const unsigned char *p, size_t n)
 	return rc;
 }
 
-/* does value need encoded-words rather than going out as it is? */
-static int
-needs_encoding(const char *v)
+/* the length of the line that out ends with (from its last LF) */
+static size_t
+line_column(const struct buf *out)
 {
-	size_t n = strlen(v);
+	size_t i = out->len;
+
+	while (i > 0 && out->data[i - 1] != '\n')
+		i--;
+	return out->len - i;
+}
+
+/* can value go as it is in the room left on the line: printable ASCII
+ * that does not look like an encoded-word and fits? */
+static int
+fits_raw(const char *v, size_t room)
+{
 	const char *p;
 
-	if (n > SMTP_RAW_HEADER_MAX || strstr(v, "=?") != NULL)
-		return 1;
+	if (strlen(v) > room || strstr(v, "=?") != NULL)
+		return 0;
 	for (p = v; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-			return 1;
-	return 0;
+			return 0;
+	return 1;
+}
+
+/*
+ * How many of the left bytes at p one encoded-word takes when it starts at
+ * column col: as many whole base64 quanta as fit in the word limit and on
+ * the line, backed off to the start of a UTF-8 character so that no
+ * character is split between words.  0 when not even one character fits.
+ */
+static size_t
+word_take(const unsigned char *p, size_t left, size_t col)
+{
+	size_t room = col < SMTP_HEADER_LINE ? SMTP_HEADER_LINE - col : 0;
+	size_t take;
+
+	if (room > SMTP_WORD_MAX)
+		room = SMTP_WORD_MAX;
+	take = room > SMTP_WORD_FRAME ? (room - SMTP_WORD_FRAME) / 4 * 3 : 0;
+	if (take > left)
+		take = left;
+	while (take > 0 && take < left && (p[take] & 0xc0) == 0x80)
+		take--;
+	return take;
 }
 
 int
 provider_smtp_encode_header(struct buf *out, const char *value)
 {
 	const unsigned char *p = (const unsigned char *)value;
-	size_t n = strlen(value), i = 0, take;
+	size_t n = strlen(value), i = 0, col = line_column(out), take;
 	int rc = RC_OK;
 
-	if (!needs_encoding(value))
+	if (fits_raw(value, col < SMTP_HEADER_LINE ? SMTP_HEADER_LINE - col :
+	    0))
 		return buf_append(out, value, n);
 	while (rc == RC_OK && i < n) {
-		take = n - i < SMTP_WORD_BYTES ? n - i : SMTP_WORD_BYTES;
-		/* never split a UTF-8 sequence: back off continuation bytes */
-		while (i + take < n && take > 1 && (p[i + take] & 0xc0) == 0x80)
-			take--;
-		if (i > 0)
+		take = word_take(p + i, n - i, col);
+		if (take == 0 && col > 1) {
+			/* not one character fits after the field name */
 			rc = buf_append(out, "\r\n ", 3);
-		if (rc == RC_OK)
-			rc = buf_append(out, "=?UTF-8?B?", 10);
+			col = 1;
+			continue;
+		}
+		if (take == 0)	/* no character start in reach: not UTF-8 */
+			take = 1;
+		rc = buf_append(out, "=?UTF-8?B?", 10);
 		if (rc == RC_OK)
 			rc = b64_append(out, p + i, take);
 		if (rc == RC_OK)
 			rc = buf_append(out, "?=", 2);
 		i += take;
+		col += SMTP_WORD_FRAME + (take + 2) / 3 * 4;
+		if (rc == RC_OK && i < n) {
+			rc = buf_append(out, "\r\n ", 3);
+			col = 1;
+		}
 	}
 	return rc;
 }
@@ -103,10 +145,13 @@ provider_smtp_encode_header(struct buf *out, const char *value)
 static int
 append_display_name(struct buf *out, const char *name)
 {
+	size_t col = line_column(out), quoted = strlen(name) + 2;
 	const char *p;
 	int rc;
 
-	if (needs_encoding(name))
+	for (p = name; *p != '\0'; p++)
+		quoted += *p == '"' || *p == '\\';
+	if (!fits_raw(name, SIZE_MAX) || col + quoted > SMTP_HEADER_LINE)
 		return provider_smtp_encode_header(out, name);
 	rc = buf_append(out, "\"", 1);
 	for (p = name; rc == RC_OK && *p != '\0'; p++) {
@@ -236,8 +281,11 @@ provider_smtp_message(struct buf *out, const struct smtp_message *m)
 		rc = buf_puts(out, "From: ");
 	if (rc == RC_OK && m->from_name[0] != '\0') {
 		rc = append_display_name(out, m->from_name);
+		/* the address goes on a line of its own when it does not fit */
 		if (rc == RC_OK)
-			rc = buf_puts(out, " ");
+			rc = buf_puts(out, line_column(out) + 3 +
+			    strlen(m->from_addr) > SMTP_HEADER_LINE ? "\r\n " :
+			    " ");
 	}
 	if (rc == RC_OK)
 		rc = buf_printf(out, "<%s>\r\nTo: <%s>\r\nSubject: ",

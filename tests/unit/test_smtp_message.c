@@ -54,6 +54,176 @@ test_encode(void)
 	buf_free(&b);
 }
 
+/* the value of base64 digit c, or -1 */
+static int
+b64_digit(char c)
+{
+	static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	const char *p = c != '\0' ? strchr(digits, c) : NULL;
+
+	return p != NULL ? (int)(p - digits) : -1;
+}
+
+/* decode n base64 characters at s onto out (room for outmax bytes) */
+static size_t
+b64_decode(const char *s, size_t n, unsigned char *out, size_t outmax)
+{
+	size_t i, k = 0;
+	unsigned v = 0;
+	int bits = 0, d;
+
+	for (i = 0; i < n && s[i] != '='; i++) {
+		d = b64_digit(s[i]);
+		if (d < 0)
+			return (size_t)-1;
+		v = (v << 6) | (unsigned)d;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (k == outmax)
+				return (size_t)-1;
+			out[k++] = (unsigned char)(v >> bits);
+		}
+	}
+	return k;
+}
+
+/* is p (n bytes) whole UTF-8 characters, none cut at either end? */
+static int
+utf8_whole(const unsigned char *p, size_t n)
+{
+	size_t i = 0, len, k;
+
+	while (i < n) {
+		len = p[i] < 0x80 ? 1 : (p[i] & 0xe0) == 0xc0 ? 2 :
+		    (p[i] & 0xf0) == 0xe0 ? 3 : (p[i] & 0xf8) == 0xf0 ? 4 : 0;
+		if (len == 0 || i + len > n)
+			return 0;
+		for (k = 1; k < len; k++)
+			if ((p[i + k] & 0xc0) != 0x80)
+				return 0;
+		i += len;
+	}
+	return 1;
+}
+
+/* does every line of the header section of msg have at most 78
+ * characters? */
+static int
+header_lines_ok(const char *msg)
+{
+	const char *end = strstr(msg, "\r\n\r\n"), *p, *e;
+
+	if (end == NULL)
+		return 0;
+	for (p = msg; p <= end; p = e + 2) {
+		e = strstr(p, "\r\n");
+		if (e - p > 78)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Decode the encoded-words that open the header field name (its value up
+ * to the first token that is not one) into out; 0 unless there is at least
+ * one, each decodes to whole UTF-8 characters and out is big enough.
+ */
+static int
+decode_field(const char *msg, const char *name, char *out, size_t outlen)
+{
+	char key[40];
+	const char *p, *q;
+	size_t k = 0, got;
+
+	snprintf(key, sizeof(key), "\r\n%s: ", name);
+	p = strstr(msg, key);
+	if (p == NULL)
+		return 0;
+	p += strlen(key);
+	while (strncmp(p, "=?UTF-8?B?", 10) == 0) {
+		q = strstr(p + 10, "?=");
+		if (q == NULL)
+			return 0;
+		got = b64_decode(p + 10, (size_t)(q - p - 10),
+		    (unsigned char *)out + k, outlen - 1 - k);
+		if (got == (size_t)-1 || got == 0 ||
+		    !utf8_whole((unsigned char *)out + k, got))
+			return 0;
+		k += got;
+		p = q + 2;
+		if (strncmp(p, "\r\n ", 3) == 0)
+			p += 3;
+		else if (*p == ' ')
+			p++;
+	}
+	out[k] = '\0';
+	return k > 0;
+}
+
+/* long non-ASCII headers are folded within 78 characters a line */
+static void
+test_folding(void)
+{
+	static const char *const chars[] = {"a", "\xc3\x9f", "\xe2\x82\xac",
+	    "\xf0\x9f\x99\x82"};	/* a ß € 🙂 */
+	struct smtp_message m;
+	struct buf b;
+	char subject[600], name[200], got[700];
+	size_t i, n;
+
+	memset(&m, 0, sizeof(m));
+	m.from_addr = "otp@example.com";
+	m.to = "user@example.org";
+	m.text = "x";
+	m.message_id = "id-1@example.com";
+	m.date = 1700000000;
+	buf_init(&b, 65536);
+
+	for (i = 0, n = 0; i < 70; i++)		/* 140 bytes of ä */
+		n += (size_t)snprintf(subject + n, sizeof(subject) - n,
+		    "\xc3\xa4");
+	m.subject = subject;
+	m.from_name = "Acme";
+	ok(provider_smtp_message(&b, &m) == RC_OK && header_lines_ok(b.data),
+	    "long non-ASCII subject: every header line <= 78");
+	ok(decode_field(b.data, "Subject", got, sizeof(got)) &&
+	    strcmp(got, subject) == 0, "long non-ASCII subject decodes back");
+
+	for (i = 0, n = 0; i < 40; i++)		/* 80 bytes of Ü */
+		n += (size_t)snprintf(name + n, sizeof(name) - n, "\xc3\x9c");
+	m.subject = "Your code";
+	m.from_name = name;
+	buf_reset(&b);
+	ok(provider_smtp_message(&b, &m) == RC_OK && header_lines_ok(b.data),
+	    "long non-ASCII display name: every header line <= 78");
+	ok(decode_field(b.data, "From", got, sizeof(got)) &&
+	    strcmp(got, name) == 0 && has(&b, " <otp@example.com>\r\n"),
+	    "long non-ASCII display name decodes back, address follows");
+
+	for (i = 0, n = 0; i < 101; i++)	/* 1 to 4 bytes in turn */
+		n += (size_t)snprintf(subject + n, sizeof(subject) - n, "%s",
+		    chars[i % 4]);
+	m.subject = subject;
+	m.from_name = "Acme";
+	buf_reset(&b);
+	ok(provider_smtp_message(&b, &m) == RC_OK && header_lines_ok(b.data),
+	    "mixed 1-4 byte subject: every header line <= 78");
+	ok(decode_field(b.data, "Subject", got, sizeof(got)) &&
+	    strcmp(got, subject) == 0,
+	    "mixed 1-4 byte subject decodes back, no character split");
+
+	memset(subject, 'x', 100);
+	subject[100] = '\0';
+	buf_reset(&b);
+	ok(provider_smtp_message(&b, &m) == RC_OK && header_lines_ok(b.data) &&
+	    decode_field(b.data, "Subject", got, sizeof(got)) &&
+	    strcmp(got, subject) == 0,
+	    "ASCII too long for one line is encoded and folded");
+	buf_free(&b);
+}
+
 static void
 test_message(void)
 {
@@ -215,6 +385,7 @@ int
 main(void)
 {
 	test_encode();
+	test_folding();
 	test_message();
 	test_address();
 	test_http();
