@@ -767,11 +767,18 @@ def test_kill9_mid_batch_every_job_delivered_once(stack, hook, start_sender):
         return held["on"] and count_by_status(stack, prov).get(
             "sent", 0) == answered >= first
     wait_for("300 sent and requests held", settled_and_held, timeout=60)
+    t_kill = time.time()
     p.kill9()
-    leased = int(stack.db("SELECT count(*) FROM otp.outbox WHERE "
-                          "provider_id = %d AND status = 'pending' AND "
-                          "lease_until > now()" % prov.provider_id)[0][0])
+    # what the dead sender held: leased and not taken by the fake; its
+    # lease_until (same host, same clock as time.time()) before any restart
+    accepted = set(hook.ids())
+    held = {r[0]: float(r[1]) for r in stack.db(
+        "SELECT id, extract(epoch FROM lease_until) FROM otp.outbox WHERE "
+        "provider_id = %d AND status = 'pending' AND lease_until > now()"
+        % prov.provider_id) if r[0] not in accepted}
+    leased = len(held)
     assert leased > 0, "the kill should leave jobs leased"
+    assert all(u <= t_kill + lease for u in held.values()), held
     hook.respond = orig
     q = start_sender(sender_lease_seconds=lease, sender_timeout_ms=1000)
     st = wait_settled(stack, jobs, timeout=90)
@@ -779,6 +786,15 @@ def test_kill9_mid_batch_every_job_delivered_once(stack, hook, start_sender):
     assert all(v[0] == "sent" for v in st.values())
     ids = hook.ids()
     assert len(ids) == len(set(ids)) == 1000, "a job was delivered twice"
+    # the replacement started at once: only the leases kept it off the jobs
+    tick = 0.01
+    after = [(r.json()["id"], r.wall) for r in hook.requests
+             if r.wall > t_kill]
+    early = [(i, round(held[i] - w, 3)) for i, w in after
+             if i in held and w < held[i] - tick]
+    assert early == [], "delivered before the dead sender's lease ran out " \
+        "(job, seconds early): %r" % early[:5]
+    assert {i for i, _ in after} >= set(held), "a held job was not retried"
 
 
 def test_two_senders_drain_5000_exactly_once(stack, hook, start_sender):
