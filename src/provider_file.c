@@ -1,11 +1,15 @@
 /* provider_file.c: the file driver, for development: appends the webhook's
  * JSON object as one line to the file named in the config ("path"), with
- * O_APPEND and a single write(2) per line so that concurrent senders never
- * interleave lines; "fsync": true syncs each line to disk. */
+ * O_APPEND and a single write(2) per line under an exclusive flock(2), so
+ * that concurrent senders never interleave lines and a line cut short is
+ * removed again; "fsync": true syncs each line to disk. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -49,11 +53,32 @@ file_init(struct json_object *config, enum channel ch, void **statep,
 	return RC_OK;
 }
 
-/* append line (len bytes) to path in one write; errno-based text in res */
+/* take the exclusive lock on fd, waiting for other senders */
+static int
+file_lock(int fd)
+{
+	int r;
+
+	do {
+		r = flock(fd, LOCK_EX);
+	} while (r != 0 && errno == EINTR);
+	return r;
+}
+
+/*
+ * Append line (len bytes) to path in one write; errno-based text in res.
+ * A write that fails or is cut short (a full disk) would leave a torn line
+ * that the retry appends after: the file is cut back to its size before
+ * the write.  The lock makes that size ours: no other sender's line can
+ * land between fstat(2) and ftruncate(2).  A file that is not a regular
+ * one (a pipe, /dev/full) cannot be cut and is not.
+ */
 static int
 file_append(const struct file_state *st, const char *line, size_t len,
     struct provider_result *res)
 {
+	struct stat sb;
+	char why[128];
 	ssize_t w;
 	int fd, rc = RC_OK;
 
@@ -63,20 +88,31 @@ file_append(const struct file_state *st, const char *line, size_t len,
 		    "open the spool file: %s", strerror(errno));
 		return RC_IO;
 	}
+	if (file_lock(fd) != 0 || fstat(fd, &sb) != 0) {
+		provider_result_set(res, PROVIDER_RETRY, "file: could not "
+		    "lock the spool file: %s", strerror(errno));
+		close(fd);
+		return RC_IO;
+	}
 	do {
 		w = write(fd, line, len);
 	} while (w < 0 && errno == EINTR);
 	if (w < 0 || (size_t)w != len) {
-		provider_result_set(res, PROVIDER_RETRY, "file: could not "
-		    "write the spool file: %s", w < 0 ? strerror(errno) :
+		snprintf(why, sizeof(why), "%s", w < 0 ? strerror(errno) :
 		    "short write");
+		provider_result_set(res, PROVIDER_RETRY, "file: could not "
+		    "write the spool file: %s", why);
 		rc = RC_IO;
+		if (S_ISREG(sb.st_mode) && ftruncate(fd, sb.st_size) != 0)
+			provider_result_set(res, PROVIDER_RETRY, "file: could "
+			    "not write the spool file (%s) nor remove the "
+			    "partial line: %s", why, strerror(errno));
 	} else if (st->fsync && fsync(fd) != 0) {
 		provider_result_set(res, PROVIDER_RETRY, "file: could not "
 		    "sync the spool file: %s", strerror(errno));
 		rc = RC_IO;
 	}
-	close(fd);
+	close(fd);	/* releases the lock */
 	return rc;
 }
 

@@ -39,7 +39,7 @@ SENDER_DEFAULTS = {
 class SenderProc:
     """One otpd-sender process writing its log to a file."""
 
-    def __init__(self, stack, settings, args):
+    def __init__(self, stack, settings, args, preexec=None):
         self.stack = stack
         self.name = "sender-" + uuid.uuid4().hex[:8]
         self.conf = os.path.join(stack.tmp, self.name + ".conf")
@@ -55,7 +55,8 @@ class SenderProc:
         log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=preexec)
         log.close()
 
     @property
@@ -92,16 +93,17 @@ class SenderProc:
 
 @pytest.fixture
 def start_sender(stack, request):
-    """Factory: start_sender(*args, **settings) starts otpd-sender with the
-    stack's database and key file, SENDER_DEFAULTS updated with settings, and
-    args (default --follow).  Every sender still running at the end of the
-    test gets SIGTERM; their logs are printed when the test failed, and a
-    sanitizer report fails it."""
+    """Factory: start_sender(*args, preexec=None, **settings) starts
+    otpd-sender with the stack's database and key file, SENDER_DEFAULTS
+    updated with settings, and args (default --follow); preexec runs in the
+    child before the exec (to set a resource limit, say).  Every sender
+    still running at the end of the test gets SIGTERM; their logs are
+    printed when the test failed, and a sanitizer report fails it."""
     procs = []
     failed_before = request.session.testsfailed
 
-    def start(*args, **settings):
-        p = SenderProc(stack, settings, args or ("--follow",))
+    def start(*args, preexec=None, **settings):
+        p = SenderProc(stack, settings, args or ("--follow",), preexec)
         procs.append(p)
         return p
 

@@ -18,6 +18,7 @@ import email.utils
 import json
 import os
 import re
+import resource
 import signal
 import ssl
 import subprocess
@@ -411,12 +412,60 @@ def test_file_provider_appends_json_lines(stack, start_sender):
     b = start_sender("--once", sender_parallel=4, sender_batch=8)
     assert a.wait() == 0 and b.wait() == 0
     with open(path) as f:
-        lines = f.read().splitlines()
+        content = f.read()
+    lines = content.splitlines()
+    # every line whole: each ends with its newline and parses alone
+    assert content.endswith("\n") and len(lines) == 300
     got = [json.loads(line) for line in lines]
     assert sorted(g["id"] for g in got) == sorted(j.id for j in jobs)
     codes = {j.id: j.code for j in jobs}
     assert all(g["code"] == codes[g["id"]] for g in got)
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_file_provider_short_write_leaves_no_torn_line(stack, start_sender):
+    """A write cut short, here by RLIMIT_FSIZE as by a full disk, is a
+    retry, and the partial line is removed: the file is as it was, and the
+    retry appends the whole line once."""
+    path = os.path.join(stack.tmp, "short-write.jsonl")
+    limit = 1 << 20
+    filler = b"#" * (limit - 100) + b"\n"     # no room for a whole line
+    with open(path, "wb") as f:
+        f.write(filler)
+    os.chmod(path, 0o600)
+    prov = make_provider(stack, "file", "email", {"path": path})
+    jobs = insert_jobs(stack, prov, ["w@example.com"])
+
+    def fsize_limit():
+        # EFBIG and a short count instead of death by SIGXFSZ
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    run_once(start_sender, preexec=fsize_limit)
+    st = status_of(stack, jobs)[jobs[0].id]
+    assert st[0] == "pending" and st[2] == "file: could not write the " \
+        "spool file: short write", st
+    with open(path, "rb") as f:
+        assert f.read() == filler, "a partial line was left behind"
+    p = start_sender()
+    st = wait_settled(stack, jobs)[jobs[0].id]
+    p.stop()
+    assert st[0] == "sent", st
+    with open(path, "rb") as f:
+        content = f.read()
+    assert content.startswith(filler)
+    rest = content[len(filler):].decode().splitlines()
+    assert len(rest) == 1 and json.loads(rest[0])["id"] == jobs[0].id
+
+
+def test_file_provider_write_error_is_retried(stack, start_sender):
+    """/dev/full: every write fails with ENOSPC; the job is retried and
+    the device (not a regular file) is not truncated."""
+    prov = make_provider(stack, "file", "email", {"path": "/dev/full"})
+    jobs = insert_jobs(stack, prov, ["full@example.com"])
+    run_once(start_sender)
+    st = status_of(stack, jobs)[jobs[0].id]
+    assert st[0] == "pending" and st[2] == "file: could not write the " \
+        "spool file: No space left on device", st
 
 
 # -- SMTP ----------------------------------------------------------------------
