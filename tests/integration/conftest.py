@@ -1,7 +1,7 @@
 """conftest.py: the stack the integration tests talk to, started once per
 session: a throwaway PostgreSQL cluster (pgcluster.py) with the otp schema
 applied by otpd-migrate, a key file from otpd-keygen, otpd (FastCGI on a
-free loopback port, 2 workers) and nginx in front of it with the shipped
+free loopback port, 8 workers) and nginx in front of it with the shipped
 deploy/nginx/otpd.conf (only paths and ports substituted).  Everything lives
 in one temporary directory and is removed at the end, also when tests fail;
 then the otpd, nginx and PostgreSQL logs are printed.
@@ -158,11 +158,13 @@ class Stack:
     def start_otpd(self):
         self.otpd_port = free_port()
         conf = os.path.join(self.tmp, "otpd.conf")
+        # 8 workers: the concurrency tests in test_api.py need that many
+        # transactions running at once to catch a non-atomic validation
         with open(conf, "w") as f:
             f.write('# written by conftest.py\n'
                     'database = "%s"\n'
                     'socket = 127.0.0.1:%d\n'
-                    'workers = 2\n'
+                    'workers = 8\n'
                     'key_file = %s\n'
                     'body_limit = 16384\n'
                     'log_level = debug\n'
