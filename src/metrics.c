@@ -25,6 +25,9 @@ static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 #define NSTATUSES (sizeof(statuses) / sizeof(statuses[0]))
 #define NBOUNDS (sizeof(bounds) / sizeof(bounds[0]))
 
+/* the largest scrape answer: about 40000 delivery lines */
+#define METRICS_MAX (4 * 1024 * 1024)
+
 struct shared_metrics {
 	uint64_t requests[NENDPOINTS][NSTATUSES + 1];	/* last: other */
 	uint64_t buckets[NENDPOINTS][NBOUNDS + 1];	/* last: +Inf */
@@ -183,10 +186,13 @@ metrics_handle(struct app *app, struct request *r)
 {
 	struct store_outbox_stats s;
 	struct delivery_render d;
-	struct buf *o = &r->out;
+	struct buf page, *o = &page;
 	int rc;
 
-	buf_reset(o);
+	/* one line per client, provider and outcome outgrows r->out (64 KiB)
+	 * with a few hundred providers; a buffer of its own, freed after the
+	 * answer, keeps the worker from holding megabytes between scrapes */
+	buf_init(o, METRICS_MAX);
 	d.o = o;
 	d.rc = render_requests(o);
 	d.rc |= buf_puts(o, "# HELP otpd_deliveries_total Finished "
@@ -205,10 +211,14 @@ metrics_handle(struct app *app, struct request *r)
 	    "answered this scrape.\n# TYPE otpd_database_up gauge\n"
 	    "otpd_database_up %d\n", rc == RC_OK);
 	if (d.rc != 0 || shm == NULL) {
+		log_error("event=metrics_failed error=\"could not build the "
+		    "answer: over %d bytes or out of memory\"", METRICS_MAX);
 		http_reply_error(r, RC_INTERNAL, "Internal server error.", NULL,
 		    NULL);
-		return;
+	} else {
+		http_reply_text(r, 200,
+		    "text/plain; version=0.0.4; charset=utf-8", o->data,
+		    o->len);
 	}
-	http_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8",
-	    o->data, o->len);
+	buf_free(o);
 }

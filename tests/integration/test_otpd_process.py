@@ -2,14 +2,18 @@
 (no web server): --help/--version, configuration file and flags, the
 listening socket on fd 0 (spawn-fcgi, systemd StandardInput=socket), the
 supervisor restarting a worker that dies, and a graceful stop that lets the
-request in progress finish and exits 0."""
+request in progress finish and exits 0.  Also what nginx cannot send or
+would hide: bodies that disagree with CONTENT_LENGTH, and a metrics answer
+far larger than the other answers."""
 
 import os
+import re
 import signal
 import socket
 import struct
 import subprocess
 import time
+import uuid
 
 from conftest import binary, wait_for
 from pgcluster import free_port
@@ -203,3 +207,51 @@ def test_sigterm_lets_the_request_in_progress_finish(stack):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+# one line of the Prometheus text format: a comment or a sample
+PROM_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+PROM_LINE = re.compile(
+    r'^(?:# (?:HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+'
+    r'|[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{%s(?:,%s)*\})? '
+    r'-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)$' % (PROM_LABEL, PROM_LABEL))
+
+
+def test_metrics_with_thousands_of_providers(stack):
+    """One line per client, provider and outcome: 2000 providers make an
+    answer of several hundred KiB, which must still come whole."""
+    name = "many-" + uuid.uuid4().hex[:12]
+    stack.db("SELECT otp.create_client('%s') \\g /dev/null" % name)
+    port = free_port()
+    p = start(stack, common_args(stack) + ["-s", "127.0.0.1:%d" % port,
+                                           "-n", "1"])
+    try:
+        stack.db("""
+WITH p AS (
+	SELECT i, otp.add_provider('%(n)s', 'email', format('p%%s', lpad(i::text,
+	    4, '0')), 'file', '{"path": "/dev/null"}') AS id
+	FROM generate_series(1, 2000) i)
+INSERT INTO otp.delivery_counts (provider_id, outcome, n)
+SELECT p.id, o.outcome, p.i FROM p, (VALUES ('sent'), ('failed')) o (outcome)
+""" % {"n": name})
+        wait_for("otpd", lambda: fcgi(("127.0.0.1", port), "GET",
+                                      "/otp/health")[0] == 200)
+        status, out = fcgi(("127.0.0.1", port), "GET", "/otp/metrics")
+        head, _, text = out.partition(b"\r\n\r\n")
+        assert status == 200, out[:2000]
+        assert b"Content-Type: text/plain" in head
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        assert length == len(text) > 64 * 1024
+        text = text.decode()
+        assert text.endswith("\n")
+        lines = text[:-1].split("\n")
+        bad = [line for line in lines if not PROM_LINE.match(line)]
+        assert not bad, bad[:5]
+        mine = [line for line in lines if 'client="%s"' % name in line]
+        assert len(mine) == 4000
+        assert ('otpd_deliveries_total{client="%s",provider="p2000",'
+                'kind="file",outcome="sent"} 2000' % name) == mine[-1]
+        assert lines[-1] == "otpd_database_up 1"
+    finally:
+        assert stop(p) == 0
+        stack.db("DELETE FROM otp.clients WHERE name = '%s'" % name)
