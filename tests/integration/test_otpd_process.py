@@ -6,6 +6,7 @@ request in progress finish and exits 0.  Also what nginx cannot send or
 would hide: bodies that disagree with CONTENT_LENGTH, and a metrics answer
 far larger than the other answers."""
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,8 @@ import struct
 import subprocess
 import time
 import uuid
+
+import pytest
 
 from conftest import binary, wait_for
 from pgcluster import free_port
@@ -255,3 +258,75 @@ SELECT p.id, o.outcome, p.i FROM p, (VALUES ('sent'), ('failed')) o (outcome)
     finally:
         assert stop(p) == 0
         stack.db("DELETE FROM otp.clients WHERE name = '%s'" % name)
+
+
+# -- bodies that disagree with CONTENT_LENGTH --------------------------------
+
+GENERATE = json.dumps({"channel": "email", "provider": "generic",
+                       "destination": "cl@example.com", "type": "numeric",
+                       "length": 6, "expiresInSeconds": 300}).encode()
+CL_MISMATCH = "Request body does not match its Content-Length."
+
+
+@pytest.fixture(scope="module")
+def raw_otpd(stack):
+    """An otpd of our own spoken to in FastCGI, and a client's name and key:
+    (address, name, key)."""
+    name = "rawcl-" + uuid.uuid4().hex[:12]
+    key = stack.make_client(name)
+    port = free_port()
+    p = start(stack, common_args(stack) + ["-s", "127.0.0.1:%d" % port,
+                                           "-n", "1"])
+    try:
+        wait_for("otpd", lambda: fcgi(("127.0.0.1", port), "GET",
+                                      "/otp/health")[0] == 200)
+        yield ("127.0.0.1", port), name, key
+    finally:
+        assert stop(p) == 0
+
+
+def generate_raw(address, key, body, content_length):
+    with socket.create_connection(address, timeout=20) as sock:
+        fcgi_begin(sock, "POST", "/otp/generate", body, content_length,
+                   headers={"HTTP_X_API_KEY": key})
+        status, out = fcgi_finish(sock, body)
+    head, _, text = out.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head, out
+    return status, json.loads(text)
+
+
+def rows_of(stack, name):
+    return stack.db(
+        "SELECT (SELECT count(*) FROM otp.codes c WHERE c.client_id = k.id),"
+        " (SELECT count(*) FROM otp.outbox o WHERE o.client_id = k.id)"
+        " FROM otp.clients k WHERE k.name = '%s'" % name)[0]
+
+
+@pytest.mark.parametrize("content_length", [
+    len(GENERATE) + 1,        # the body is shorter than announced
+    len(GENERATE) + 4096,     # much shorter: more than one read's worth
+    len(GENERATE) - 1,        # the body is longer than announced
+    0,                        # a body where none was announced
+    "many", "12abc", "0x10",   # not a number
+    -1, -len(GENERATE),       # negative
+], ids=["short", "short-4k", "long", "long-zero", "word", "trailing", "hex",
+        "minus-one", "minus-len"])
+def test_body_must_match_content_length(stack, raw_otpd, content_length):
+    address, name, key = raw_otpd
+    before = rows_of(stack, name)
+    status, body = generate_raw(address, key, GENERATE, content_length)
+    assert status == 400, body
+    assert body == {"success": False, "message": CL_MISMATCH,
+                    "errors": [CL_MISMATCH]}
+    assert rows_of(stack, name) == before
+
+
+def test_body_matching_content_length_is_accepted(stack, raw_otpd):
+    """The same request with the right CONTENT_LENGTH succeeds, so the
+    refusals above come from the length and nothing else."""
+    address, name, key = raw_otpd
+    before = rows_of(stack, name)
+    status, body = generate_raw(address, key, GENERATE, len(GENERATE))
+    assert status == 200, body
+    assert body["destination"] == "cl@example.com"
+    assert rows_of(stack, name) == [str(int(n) + 1) for n in before]
