@@ -5,10 +5,12 @@
 #include <fcgiapp.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,10 +25,11 @@
 
 #define MAX_WORKERS 256
 #define STOP_GRACE_SECONDS 30
+#define RESPAWN_MS 1000		/* at most one start per slot this often */
 
 struct slot {
-	pid_t pid;
-	time_t started;
+	pid_t pid;		/* 0: no worker, one is started when due */
+	int64_t started;	/* monotonic ms of the last start attempt */
 };
 
 static void
@@ -185,6 +188,16 @@ open_listener(const struct config *cfg, int *unix_socket)
 	return -1;
 }
 
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* fork a worker; its pid, or 0 when fork failed */
 static pid_t
 spawn(int fd, const struct config *cfg, const struct keyring *kr)
 {
@@ -192,9 +205,50 @@ spawn(int fd, const struct config *cfg, const struct keyring *kr)
 
 	if (pid == 0)
 		_exit(worker_run(fd, cfg, kr));
-	if (pid < 0)
-		log_error("event=fork_failed error=\"%s\"", strerror(errno));
-	return pid;
+	if (pid > 0)
+		return pid;
+	log_error("event=fork_failed error=\"could not fork worker: %s\"",
+	    strerror(errno));
+	return 0;
+}
+
+/*
+ * Start a worker in every empty slot whose last start is RESPAWN_MS old:
+ * a worker that dies at once must not make a fork storm, and a fork that
+ * failed (EAGAIN) is tried again rather than leaving the pool smaller.
+ * When a slot stays empty, SIGALRM (waited for with the other signals)
+ * brings us back when the first one is due.
+ */
+static void
+fill_slots(struct slot *slots, int n, int fd, const struct config *cfg,
+    const struct keyring *kr)
+{
+	struct itimerval it;
+	int64_t now = now_ms(), wait = 0, left;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (slots[i].pid > 0)
+			continue;
+		left = RESPAWN_MS - (now - slots[i].started);
+		if (left <= 0) {
+			slots[i].started = now;
+			slots[i].pid = spawn(fd, cfg, kr);
+			if (slots[i].pid > 0)
+				continue;
+			/* the next fork would fail too: one log line a round */
+			wait = RESPAWN_MS;
+			break;
+		}
+		if (wait == 0 || left < wait)
+			wait = left;
+	}
+	if (wait == 0)
+		return;
+	memset(&it, 0, sizeof(it));
+	it.it_value.tv_sec = (time_t)(wait / 1000);
+	it.it_value.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+	setitimer(ITIMER_REAL, &it, NULL);
 }
 
 /* stop every worker: SIGTERM, a grace period, then SIGKILL */
@@ -234,10 +288,9 @@ stop_workers(struct slot *slots, int n)
 		}
 }
 
-/* reap dead workers and start their replacements */
+/* reap dead workers; fill_slots() starts their replacements */
 static void
-respawn(struct slot *slots, int n, int fd, const struct config *cfg,
-    const struct keyring *kr)
+reap(struct slot *slots, int n)
 {
 	pid_t pid;
 	int i, status;
@@ -248,11 +301,7 @@ respawn(struct slot *slots, int n, int fd, const struct config *cfg,
 				continue;
 			log_warn("event=worker_died worker_pid=%d status=%d",
 			    (int)pid, status);
-			/* a worker that dies at once would make a fork storm */
-			if (time(NULL) - slots[i].started < 1)
-				sleep(1);
-			slots[i].pid = spawn(fd, cfg, kr);
-			slots[i].started = time(NULL);
+			slots[i].pid = 0;
 		}
 	}
 }
@@ -275,19 +324,22 @@ supervise(int fd, const struct config *cfg, const struct keyring *kr)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGALRM);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	for (i = 0; i < n; i++) {
-		slots[i].pid = spawn(fd, cfg, kr);
-		slots[i].started = time(NULL);
-	}
+	memset(slots, 0, sizeof(slots));
+	for (i = 0; i < n; i++)
+		slots[i].started = now_ms() - RESPAWN_MS;	/* due now */
+	fill_slots(slots, n, fd, cfg, kr);
 	log_info("event=started workers=%d", n);
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
-		if (sig == SIGCHLD)
-			respawn(slots, n, fd, cfg, kr);
-		else if (sig == SIGTERM || sig == SIGINT)
+		if (sig == SIGTERM || sig == SIGINT)
 			break;
+		if (sig == SIGCHLD)
+			reap(slots, n);
+		if (sig == SIGCHLD || sig == SIGALRM)
+			fill_slots(slots, n, fd, cfg, kr);
 	}
 	log_info("event=stopping");
 	stop_workers(slots, n);

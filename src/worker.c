@@ -52,6 +52,7 @@ install_handlers(void)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGALRM);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 }
 

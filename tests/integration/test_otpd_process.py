@@ -1,14 +1,16 @@
 """test_otpd_process.py: otpd as a process, spoken to in FastCGI directly
 (no web server): --help/--version, configuration file and flags, the
 listening socket on fd 0 (spawn-fcgi, systemd StandardInput=socket), the
-supervisor restarting a worker that dies, and a graceful stop that lets the
-request in progress finish and exits 0.  Also what nginx cannot send or
-would hide: bodies that disagree with CONTENT_LENGTH, and a metrics answer
-far larger than the other answers."""
+supervisor restarting a worker that dies or could not be forked, and a
+graceful stop that lets the request in progress finish and exits 0.  Also
+what nginx cannot send or would hide: bodies that disagree with
+CONTENT_LENGTH, and a metrics answer far larger than the other answers."""
 
 import json
 import os
 import re
+import resource
+import shutil
 import signal
 import socket
 import struct
@@ -176,6 +178,72 @@ def test_dead_worker_is_replaced(stack):
         for _ in range(6):
             assert fcgi(("127.0.0.1", port), "GET", "/otp/health")[0] == 200
         assert p.poll() is None
+    finally:
+        assert stop(p) == 0
+
+
+def as_uid(uid, nproc=None):
+    """A preexec_fn: become uid (root only), with RLIMIT_NPROC nproc."""
+    def become():
+        if nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, nproc)
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    return become
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run otpd "
+                    "under a uid of its own whose RLIMIT_NPROC counts only "
+                    "otpd's processes")
+def test_worker_that_could_not_be_forked_is_started_later(stack):
+    """RLIMIT_NPROC makes fork fail with EAGAIN: the supervisor keeps
+    trying (once a second, not in a busy loop) and the pool reaches its
+    full size once forking works again."""
+    uid = 2000000000 + os.getpid() % 1000000    # no one else runs as it
+    d = os.path.join(stack.tmp, "fork-%d" % uid)
+    os.mkdir(d)
+    otpd = shutil.copy(binary("otpd"), d)   # its build may be under /root
+    key = shutil.copy(stack.keyfile, d)
+    os.chown(key, uid, uid)
+    log_path = os.path.join(d, "otpd.log")
+    port = free_port()
+
+    def log():
+        with open(log_path) as f:
+            return f.read()
+
+    def allow(nproc):
+        # only a process of the same uid may raise another's limit here
+        subprocess.run(["prlimit", "--pid", str(p.pid),
+                        "--nproc=%d:64" % nproc], check=True,
+                       preexec_fn=as_uid(uid))
+
+    t0 = time.monotonic()
+    with open(log_path, "ab") as f:
+        # the master itself is the one process its limit allows
+        p = subprocess.Popen([otpd, "-d", stack.conninfo, "-k", key,
+                              "-l", "warn", "-s", "127.0.0.1:%d" % port,
+                              "-n", "3"], stdout=f, stderr=subprocess.STDOUT,
+                             preexec_fn=as_uid(uid, (1, 64)))
+    try:
+        wait_for("a second failed fork",
+                 lambda: log().count("could not fork worker: ") >= 2)
+        assert p.poll() is None and workers_of(p.pid) == []
+        allow(2)
+        wait_for("one worker", lambda: len(workers_of(p.pid)) == 1)
+        assert fcgi(("127.0.0.1", port), "GET", "/otp/health")[0] == 200
+        failed = log().count("could not fork worker: ")
+        wait_for("another failed fork",
+                 lambda: log().count("could not fork worker: ") > failed)
+        # one attempt a round, a round a second (a busy loop makes
+        # thousands); the bound is loose so a slow machine cannot fail it
+        failed = log().count("could not fork worker: ")
+        assert failed <= 2 * (time.monotonic() - t0) + 3, failed
+        allow(64)
+        wait_for("the full pool", lambda: len(workers_of(p.pid)) == 3)
+        for _ in range(6):
+            assert fcgi(("127.0.0.1", port), "GET", "/otp/health")[0] == 200
     finally:
         assert stop(p) == 0
 
