@@ -17,29 +17,42 @@
 #include "worker.h"
 
 static volatile sig_atomic_t stopping;
-static volatile sig_atomic_t busy;
+static volatile sig_atomic_t listen_sock = -1;
 
-/* idle in accept(): leave now; busy: finish the request first */
+/*
+ * Closing our copy of the listening socket (the master and the other
+ * workers keep theirs) makes the accept() we may be blocked in fail with
+ * EBADF when SA_RESTART restarts it, and any later one at once, so there is
+ * no window between testing stopping and blocking in accept().  A request
+ * that libfcgi has accepted and is still reading the parameters of, like
+ * one being handled, goes on: its reads are restarted too.
+ */
 static void
 on_stop(int sig)
 {
 	(void)sig;
 	stopping = 1;
-	if (!busy)
-		_exit(0);
+	if (listen_sock >= 0) {
+		close(listen_sock);
+		listen_sock = -1;
+	}
 }
 
 static void
-install_handlers(void)
+install_handlers(int listen_fd)
 {
 	struct sigaction sa;
 	sigset_t set;
 
+	listen_sock = listen_fd;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
 	/* a request being read or written goes on undisturbed by the signal */
 	sa.sa_flags = SA_RESTART;
+	/* one on_stop at a time: the socket is closed once */
 	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGTERM);
+	sigaddset(&sa.sa_mask, SIGINT);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
@@ -75,10 +88,12 @@ worker_run(int listen_fd, const struct config *cfg, const struct keyring *kr)
 		log_error("event=worker_init_failed error=\"out of memory\"");
 		return 1;
 	}
-	install_handlers();
+	install_handlers(listen_fd);
 	log_debug("event=worker_started");
 	while (!stopping) {
 		if (FCGX_Accept_r(&r.fcgi) < 0) {
+			if (stopping)
+				break;	/* on_stop closed the socket */
 			if (errno == EINTR)
 				continue;
 			log_error("event=accept_failed error=\"%s\"",
@@ -86,7 +101,6 @@ worker_run(int listen_fd, const struct config *cfg, const struct keyring *kr)
 			status = 1;
 			break;
 		}
-		busy = 1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		http_request_begin(&r, ++seq);
 		router_dispatch(&app, &r);
@@ -98,7 +112,6 @@ worker_run(int listen_fd, const struct config *cfg, const struct keyring *kr)
 		    log_safe(r.path, path, sizeof(path)), r.status);
 		FCGX_Finish_r(&r.fcgi);
 		log_set_request(NULL);
-		busy = 0;
 	}
 	store_free(app.st);
 	buf_free(&r.body);

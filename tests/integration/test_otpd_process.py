@@ -39,9 +39,9 @@ def name_value(name, value):
     return out + name + value
 
 
-def fcgi_begin(sock, method, uri, body=b"", content_length=None,
-               headers=None):
-    """Send a request's head (everything but its body) on sock."""
+def fcgi_head(method, uri, body=b"", content_length=None, headers=None):
+    """A request's head (everything but its body): the begin and parameter
+    records, and the empty parameter record that ends them."""
     params = {"REQUEST_METHOD": method, "REQUEST_URI": uri,
               "CONTENT_LENGTH": str(len(body) if content_length is None
                                     else content_length),
@@ -49,8 +49,15 @@ def fcgi_begin(sock, method, uri, body=b"", content_length=None,
     params.update(headers or {})
     payload = b"".join(name_value(k.encode(), v.encode())
                        for k, v in params.items())
-    sock.sendall(record(FCGI_BEGIN, struct.pack("!HB5x", 1, 0))
-                 + record(FCGI_PARAMS, payload) + record(FCGI_PARAMS, b""))
+    return (record(FCGI_BEGIN, struct.pack("!HB5x", 1, 0))
+            + record(FCGI_PARAMS, payload), record(FCGI_PARAMS, b""))
+
+
+def fcgi_begin(sock, method, uri, body=b"", content_length=None,
+               headers=None):
+    """Send a request's head on sock."""
+    sock.sendall(b"".join(fcgi_head(method, uri, body, content_length,
+                                    headers)))
 
 
 def fcgi_finish(sock, body=b""):
@@ -87,6 +94,33 @@ def fcgi(address, method, uri, body=b"", headers=None):
 def workers_of(pid):
     with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
         return sorted(int(p) for p in f.read().split())
+
+
+def tcp_inode(local_port, remote_port=0):
+    """The inode of the 127.0.0.1 TCP socket bound to local_port, connected
+    to remote_port (0: the listening one), from /proc/net/tcp."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if (fields[1] == "0100007F:%04X" % local_port and
+                    int(fields[2].split(":")[1], 16) == remote_port):
+                return fields[9]
+    return None
+
+
+def holds_socket(pid, inode):
+    """Whether process pid has the socket inode open (False once gone)."""
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except FileNotFoundError:
+        return False
+    links = set()
+    for fd in fds:
+        try:
+            links.add(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except FileNotFoundError:
+            pass
+    return "socket:[%s]" % inode in links
 
 
 def start(stack, args, **kw):
@@ -398,3 +432,38 @@ def test_body_matching_content_length_is_accepted(stack, raw_otpd):
     assert status == 200, body
     assert body["destination"] == "cl@example.com"
     assert rows_of(stack, name) == [str(int(n) + 1) for n in before]
+
+
+def test_sigterm_while_the_request_head_is_read(stack):
+    """libfcgi has accepted the connection and still reads the request's
+    parameters inside FCGX_Accept_r when SIGTERM comes: that request too
+    is answered before the worker leaves."""
+    port = free_port()
+    p = start(stack, common_args(stack) + ["-s", "127.0.0.1:%d" % port,
+                                           "-n", "1"])
+    try:
+        wait_for("the worker", lambda: fcgi(("127.0.0.1", port), "GET",
+                                            "/otp/health")[0] == 200)
+        worker = workers_of(p.pid)[0]
+        listener = tcp_inode(port)
+        body = b'{"otpId":"not-a-uuid","otp":"123456"}'
+        start_records, end_of_params = fcgi_head(
+            "POST", "/otp/validate", body,
+            headers={"HTTP_X_API_KEY": "otpk_unknown"})
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        sock.sendall(start_records)
+        # (the server end has inode 0 until it is accepted)
+        wait_for("the worker to accept", lambda: holds_socket(
+            worker, tcp_inode(port, sock.getsockname()[1])))
+        p.send_signal(signal.SIGTERM)
+        # the worker has seen SIGTERM: it closed its listener, or left
+        wait_for("the worker to see SIGTERM",
+                 lambda: not holds_socket(worker, listener))
+        sock.sendall(end_of_params)
+        status, out = fcgi_finish(sock, body)
+        sock.close()
+        assert status == 401, out
+        assert p.wait(timeout=40) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
