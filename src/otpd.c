@@ -38,8 +38,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: otpd [options]\n"
 	    "  -c, --config FILE      configuration file (default %s)\n"
-	    "  -s, --socket ADDR      unix socket path or host:port; none: "
-	    "fd 0\n"
+	    "  -s, --socket ADDR      unix socket path or host:port; none:\n"
+	    "                         systemd's socket (fd 3) or fd 0\n"
 	    "  -n, --workers N        worker processes (default: CPUs)\n"
 	    "  -d, --database CONN    PostgreSQL conninfo or URI\n"
 	    "  -k, --key-file FILE    key file (see otpd-keygen)\n"
