@@ -1220,7 +1220,11 @@ def test_first_write_after_database_restart(stack, api, key, code_for):
     reconnects before sending a write, so no request sees a 503."""
     otp_ids = [api("generate", gen_body(), key)[2]["otpId"] for _ in range(4)]
     codes = [code_for(i) for i in otp_ids]
-    for _ in range(8):  # every worker holds a live connection
+    # every worker holds a live connection (8 workers, see conftest)
+    deadline = time.monotonic() + 30
+    while stack.db("SELECT count(*) FROM pg_stat_activity"
+                   " WHERE application_name = 'otpd'") != [["8"]]:
+        assert time.monotonic() < deadline, "otpd workers not connected"
         assert api("/otp/health")[0] == 200
     stack.pg_pause()
     stack.pg_resume()
