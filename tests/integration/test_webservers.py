@@ -7,10 +7,15 @@ a minimal main configuration written here around the shipped file, which
 is changed only where the file says to (paths and ports; for the TCP
 variant the one line the file says to swap).  Through it: generate and
 validate (the code decrypted from the outbox), a 404 from otpd, 413 for a
-body over 16 KiB answered by the web server itself, 415, REQUEST_URI
-arriving as the path, and /otp/metrics answering 200 from 127.0.0.1 and a
-JSON 403 from 127.0.0.2 (another loopback address, outside the allow list),
-also when the path is spelled otherwise.  With otpd unreachable, each
+body over 16 KiB answered by the web server itself, with a Content-Length
+and chunked (Apache refuses every chunked body with a JSON 411 instead, as
+its file explains), 415, REQUEST_URI arriving as the path, /otp/metrics
+answering 200 from 127.0.0.1 and a JSON 403 from 127.0.0.2 (another
+loopback address, outside the allow list), also when the path is spelled
+otherwise, and the server's answers to a header line over 8 KiB, a request
+line over 8 KiB and a request it cannot parse (JSON from nginx; lighttpd
+and Apache answer those before their otpd configuration applies, with
+their own pages: only the status is checked).  With otpd unreachable, each
 server answers a JSON 503 for it.
 
 The otpd instances here have body_limit 65536, four times the web
@@ -57,6 +62,15 @@ FORBIDDEN = {"success": False, "message": "Forbidden.",
 TOO_LARGE = {"success": False, "message": "Request body is too large.",
              "errors": ["Request body is too large."]}
 VALIDATED = {"success": True, "message": "OTP validated successfully."}
+LENGTH_REQUIRED = {"success": False, "message": "Content-Length is required.",
+                   "errors": ["Content-Length is required."]}
+BAD_REQUEST = {"success": False, "message": "Bad request.",
+               "errors": ["Bad request."]}
+HEADER_TOO_LARGE = {"success": False, "message": "Request header too large.",
+                    "errors": ["Request header too large."]}
+URI_TOO_LONG = {"success": False, "message": "Request URI too long.",
+                "errors": ["Request URI too long."]}
+UNAVAILABLE = {"success": False, "message": "Service temporarily unavailable."}
 # other spellings of /otp/metrics: none may answer with the metrics
 METRICS_DISGUISES = ["/otp/metrics?x=1", "/otp/metrics%3F", "/otp/metrics%3Fx",
                      "/otp/%6detrics", "/otp/%6Detrics", "/otp/metrics/",
@@ -281,6 +295,14 @@ class WebServer:
 class Nginx(WebServer):
     name = "nginx"
     program = "nginx"
+    # (status, JSON body or None when the server answers with its own
+    # HTML page) for a chunked body of at most / over 16 KiB, a header
+    # line over 8 KiB, a request line over 8 KiB, a malformed request
+    CHUNKED_SMALL = (200, None)
+    CHUNKED_LARGE = (413, TOO_LARGE)
+    LONG_HEADER = (400, HEADER_TOO_LARGE)
+    LONG_URI = (414, URI_TOO_LONG)
+    MALFORMED = (400, BAD_REQUEST)
 
     def configure(self):
         d = self.dir
@@ -322,6 +344,12 @@ http {
 class Lighttpd(WebServer):
     name = "lighttpd"
     program = "lighttpd"
+    CHUNKED_SMALL = (200, None)
+    CHUNKED_LARGE = (413, TOO_LARGE)
+    # server.max-request-field-size (8 KiB) counts the request line too
+    LONG_HEADER = (431, None)
+    LONG_URI = (431, None)
+    MALFORMED = (400, None)
     SHIPPED_SOCKET = '"socket" => "/run/otpd/otpd.sock",'
     SHIPPED_TCP = '"host" => "127.0.0.1", "port" => 9000,'
     SHIPPED_ERRORS = '"/usr/local/share/otpd/lighttpd/status-"'
@@ -366,6 +394,11 @@ include "%(d)s/otpd-site.conf"
 class Apache(WebServer):
     name = "apache"
     program = "apache2"
+    CHUNKED_SMALL = (411, LENGTH_REQUIRED)
+    CHUNKED_LARGE = (411, LENGTH_REQUIRED)
+    LONG_HEADER = (400, None)
+    LONG_URI = (414, None)
+    MALFORMED = (400, None)
     SHIPPED_UNIX = ('ProxyPass "/otp/" "unix:/run/otpd/otpd.sock|'
                     'fcgi://localhost/otp/" connectiontimeout=5 timeout=30')
     SHIPPED_TCP = ('ProxyPass "/otp/" "fcgi://127.0.0.1:9000/otp/" '
@@ -419,9 +452,18 @@ SERVERS = {"nginx": Nginx, "lighttpd": Lighttpd, "apache": Apache}
 
 # ---------------------------------------------------------------- HTTP
 
-def request(port, method, path, body=None, headers=None, source=None):
+def parse_body(data):
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return data.decode("utf-8", "replace")
+
+
+def request(port, method, path, body=None, headers=None, source=None,
+            chunked=False):
     """One request on a new connection, from source (an address on this
-    host) when given; returns (status, {lower-case header: value}, parsed
+    host) when given, the body sent with Content-Length or, chunked, in
+    4 KiB chunks; returns (status, {lower-case header: value}, parsed
     JSON or text)."""
     conn = http.client.HTTPConnection(
         "127.0.0.1", port, timeout=30,
@@ -430,28 +472,41 @@ def request(port, method, path, body=None, headers=None, source=None):
         conn.putrequest(method, path, skip_accept_encoding=True)
         for k, v in (headers or {}).items():
             conn.putheader(k, v)
-        if body is not None:
+        if chunked:
+            conn.putheader("Transfer-Encoding", "chunked")
+            body = iter([body[i:i + 4096]
+                         for i in range(0, len(body), 4096)])
+        elif body is not None:
             conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
+        conn.endheaders(body, encode_chunked=chunked)
         resp = conn.getresponse()
         data = resp.read()
         hdrs = {k.lower(): v for k, v in resp.getheaders()}
     finally:
         conn.close()
-    try:
-        parsed = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        parsed = data.decode("utf-8", "replace")
-    return resp.status, hdrs, parsed
+    return resp.status, hdrs, parse_body(data)
 
 
-def post(port, path, body, key, ctype="application/json"):
+def raw_request(port, data):
+    """Send data as it is on a new connection; returns (status, {lower-case
+    header: value}, parsed JSON or text) of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        resp = http.client.HTTPResponse(s)
+        resp.begin()
+        body = resp.read()
+        return (resp.status, {k.lower(): v for k, v in resp.getheaders()},
+                parse_body(body))
+
+
+def post(port, path, body, key, ctype="application/json", chunked=False):
     if isinstance(body, dict):
         body = json.dumps(body)
     headers = {"Content-Type": ctype}
     if key is not None:
         headers["x-api-key"] = key
-    return request(port, "POST", path, body.encode(), headers)
+    return request(port, "POST", path, body.encode(), headers,
+                   chunked=chunked)
 
 
 def gen_body():
@@ -502,6 +557,34 @@ def exercise(server, key, code_for):
                                      key)
         assert (status, resp) == (413, TOO_LARGE), (size, status, resp)
         assert is_json(headers), headers
+
+    # the same for a chunked body, which has no length to check up front
+    # (Apache refuses every chunked body: 411)
+    for size, (want, want_body) in ((BODY_LIMIT, server.CHUNKED_SMALL),
+                                    (BODY_LIMIT + 1, server.CHUNKED_LARGE),
+                                    (100000, server.CHUNKED_LARGE)):
+        status, headers, resp = post(port, "/otp/generate", padded(size), key,
+                                     chunked=True)
+        assert status == want, (size, status, resp)
+        assert is_json(headers), headers
+        if want_body is not None:
+            assert resp == want_body, (size, resp)
+
+    # requests the server refuses before they reach otpd: a header line
+    # over 8 KiB (a long x-api-key), a request line over 8 KiB, a header
+    # line that is not one
+    for what, data, (want, want_body) in (
+            ("long header", b"GET /otp/health HTTP/1.1\r\nHost: x\r\n"
+             b"x-api-key: " + b"k" * 10000 + b"\r\n\r\n",
+             server.LONG_HEADER),
+            ("long request line", b"GET /otp/health?" + b"q" * 10000 +
+             b" HTTP/1.1\r\nHost: x\r\n\r\n", server.LONG_URI),
+            ("malformed", b"GET /otp/health HTTP/1.1\r\nHost: x\r\n"
+             b"no colon here\r\n\r\n", server.MALFORMED)):
+        status, headers, resp = raw_request(port, data)
+        assert status == want, (what, status, resp)
+        if want_body is not None:
+            assert resp == want_body and is_json(headers), (what, resp)
 
     # 415: Content-Type reaches otpd
     status, headers, resp = post(port, "/otp/generate", gen_body(), key,
@@ -562,15 +645,19 @@ def test_web_server(backends, api_key, code_for, name, variant):
 @pytest.mark.parametrize("name", ["nginx", "lighttpd", "apache"])
 def test_otpd_unreachable(backends, name):
     """When otpd cannot be reached, the web server answers for it: 503 in
-    JSON, like otpd's own 503."""
+    JSON, like otpd's own 503, on every path (doc/openapi.yaml says so for
+    each)."""
     dead = os.path.join(backends.sockdir, "nobody-listens.sock")
     server = SERVERS[name](backends, "unix", socket_path=dead, tag="-dead")
     try:
         server.start()
-        status, headers, resp = request(server.port, "GET", "/otp/health")
-        assert status in (502, 503), (status, resp)
-        assert resp == {"success": False,
-                        "message": "Service temporarily unavailable."}, resp
+        for path in ("/otp/health", "/otp/metrics"):
+            status, headers, resp = request(server.port, "GET", path)
+            assert (status, resp) == (503, UNAVAILABLE), (path, status, resp)
+            assert is_json(headers), headers
+        status, headers, resp = post(server.port, "/otp/generate",
+                                     gen_body(), "otpk_" + "0" * 64)
+        assert (status, resp) == (503, UNAVAILABLE), (status, resp)
         assert is_json(headers), headers
     except BaseException:
         sys.stderr.write(server.logs())
