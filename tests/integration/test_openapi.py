@@ -2,8 +2,16 @@
 (@redocly/cli lint: no error and no warning, which includes every example
 checked against its schema), its named error examples are exactly what otpd
 answers to the request bodies stored beside them (x-request), and the real
-answers of the running service, through nginx, match the documented schemas
-and headers for every status.
+answers of the running service, through nginx with the shipped
+configuration, match the documented schemas and headers: otpd's own
+answers, its 503 while PostgreSQL is stopped, and nginx's own answers (400,
+403 from a client outside the /otp/metrics allow list, 413, 414, and 503
+with otpd unreachable).  Every documented status of every path is either
+checked live here (LIVE names the test) or listed in NOT_LIVE with the
+reason it cannot be produced here; the JSON bodies the shipped lighttpd
+and Apache configurations answer with are checked against the schema of
+their status offline (test_webservers.py checks that those servers send
+them).
 
 @redocly/cli comes from npm and is installed on first use under
 .local/npm (REDOCLY_VERSION below).  Without npm, or without access to the
@@ -11,10 +19,14 @@ registry, the lint test fails; it never skips."""
 
 import copy
 import datetime
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
+import tempfile
+import time
 import uuid
 
 import jsonschema
@@ -22,6 +34,9 @@ import pytest
 import yaml
 
 from conftest import REPO, TEMPLATE_ID
+from pgcluster import free_port
+from test_webservers import Nginx, raw_request
+from test_webservers import request as web_request
 
 SPEC_PATH = os.path.join(REPO, "doc", "openapi.yaml")
 # The newest 1.x release: it runs on Node.js 18.17 or later (Debian 12's
@@ -31,6 +46,59 @@ NPM_DIR = os.path.join(REPO, ".local", "npm")
 # The project has not chosen a licence yet; info.license stays out until it
 # has, so that rule is the one skipped.
 REDOCLY_SKIP = ["info-license"]
+
+# Every documented (path, method, status): checked live by the named test
+# of this module, or not producible here, for the reason given.
+POSTS = ("/otp/generate", "/otp/validate")
+GETS = ("/otp/health", "/otp/metrics")
+ALL = POSTS + GETS
+LIVE = {}
+for _p in POSTS:
+    LIVE.update({
+        (_p, "post", "400"): "test_validate_400_examples"
+        if _p == "/otp/validate" else "test_generate_400_examples",
+        (_p, "post", "401"): "test_401",
+        (_p, "post", "405"): "test_405",
+        (_p, "post", "413"): "test_413",
+        (_p, "post", "415"): "test_415",
+        (_p, "post", "503"): "test_503_database_down",
+    })
+LIVE[("/otp/generate", "post", "200")] = "test_generate_200"
+LIVE[("/otp/validate", "post", "200")] = "test_validate_200"
+LIVE[("/otp/validate", "post", "429")] = "test_429"
+LIVE[("/otp/health", "get", "200")] = "test_health_200"
+LIVE[("/otp/health", "get", "405")] = "test_405"
+LIVE[("/otp/health", "get", "503")] = "test_503_database_down"
+LIVE[("/otp/metrics", "get", "200")] = "test_metrics_200"
+LIVE[("/otp/metrics", "get", "403")] = "test_metrics_403"
+LIVE[("/otp/metrics", "get", "405")] = "test_405"
+LIVE[("/otp/metrics", "get", "503")] = "test_503_otpd_unreachable"
+for _p in ALL:
+    _m = "post" if _p in POSTS else "get"
+    LIVE[(_p, _m, "414")] = "test_414_web_server"
+for _p in GETS:
+    LIVE[(_p, "get", "400")] = "test_400_web_server"
+NOT_LIVE = {}
+for _p in POSTS:
+    # the documented 404 is the answer for paths that do not exist;
+    # test_404 checks it against the response these paths share
+    NOT_LIVE[(_p, "post", "404")] = "no request to an existing path gets " \
+        "404; test_404 checks unknown paths against this response"
+    NOT_LIVE[(_p, "post", "411")] = "only the shipped Apache configuration " \
+        "answers 411 (a chunked body); test_webservers.py checks it, " \
+        "test_web_server_pages_match_spec its body"
+for _p in ALL:
+    _m = "post" if _p in POSTS else "get"
+    NOT_LIVE[(_p, _m, "500")] = "otpd answers 500 only on an internal " \
+        "failure no request can cause; lighttpd's page for it is checked " \
+        "by test_web_server_pages_match_spec"
+    NOT_LIVE[(_p, _m, "504")] = "the shipped nginx configuration answers " \
+        "503 on a timeout; Apache answers 504 after 30 s " \
+        "(test_web_server_pages_match_spec checks its body)"
+# statuses for which the shipped lighttpd and Apache configurations carry
+# a JSON page that no request makes them send
+UNDOCUMENTED_PAGES = {"502": "otpd unreachable gets 503 from every shipped "
+                      "configuration; the pages are there in case"}
 
 
 # ---------------------------------------------------------------- the spec
@@ -376,11 +444,12 @@ def test_404(api, key, path):
     ("/otp/generate", "GET", None, "POST"),
     ("/otp/validate", "PUT", b"{}", "POST"),
     ("/otp/health", "POST", b"{}", "GET, HEAD"),
+    ("/otp/metrics", "POST", b"{}", "GET"),
 ])
 def test_405(api, key, path, method, body, allow):
     answer = api(path, body, key, method=method)
     assert answer[0] == 405, answer
-    spec_method = "GET" if path == "/otp/health" else "POST"
+    spec_method = "GET" if path in GETS else "POST"
     check_answer(path, spec_method, answer)
     assert answer[1]["allow"] == allow
 
@@ -431,3 +500,166 @@ def test_metrics_200(api):
     assert answer[0] == 200, answer
     body = check_answer("/otp/metrics", "GET", answer)
     assert "# TYPE otpd_requests_total counter" in body
+
+
+def test_metrics_403(stack):
+    """From 127.0.0.2, another loopback address outside the allow list
+    (as test_webservers.py asks), nginx answers the documented 403."""
+    answer = web_request(stack.http_port, "GET", "/otp/metrics",
+                         source="127.0.0.2")
+    assert answer[0] == 403, answer
+    check_answer("/otp/metrics", "GET", answer)
+
+
+def method_of(path):
+    return "GET" if path in GETS else "POST"
+
+
+@pytest.mark.parametrize("path", ALL)
+@pytest.mark.parametrize("what", ["long header", "malformed"])
+def test_400_web_server(stack, path, what):
+    """nginx's own 400: a header line over 8 KiB, a request it cannot
+    parse."""
+    if what == "long header":
+        head = "x-api-key: " + "k" * 10000
+    else:
+        head = "no colon here"
+    data = ("%s %s HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n"
+            % (method_of(path), path, head)).encode()
+    answer = raw_request(stack.http_port, data)
+    assert answer[0] == 400, answer
+    check_answer(path, method_of(path), answer)
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_414_web_server(stack, path):
+    answer = web_request(stack.http_port, method_of(path),
+                         path + "?" + "q" * 10000)
+    assert answer[0] == 414, answer
+    check_answer(path, method_of(path), answer)
+
+
+class NoOtpd:
+    """What test_webservers.py's servers need to know of their otpd, for
+    one that is not there: a unix socket path nobody listens on."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="otpd-openapi-")
+        os.chmod(self.tmp, 0o755)
+        self.socket = os.path.join(self.tmp, "nobody-listens.sock")
+        self.port = free_port()
+
+
+def test_503_otpd_unreachable():
+    """nginx with the shipped configuration and no otpd behind it."""
+    nobody = NoOtpd()
+    server = Nginx(nobody, "unix", tag="-dead")
+    try:
+        server.start()
+        for path in ALL:
+            body = json.dumps(gen()).encode() if path in POSTS else None
+            headers = {"Content-Type": "application/json",
+                       "x-api-key": "otpk_" + "0" * 64} if body else {}
+            answer = web_request(server.port, method_of(path), path, body,
+                                 headers)
+            assert answer[0] == 503, (path, answer)
+            check_answer(path, method_of(path), answer)
+            assert answer[1].get("retry-after") == "5", answer
+    finally:
+        server.stop()
+        shutil.rmtree(nobody.tmp, ignore_errors=True)
+
+
+def shipped_pages():
+    """(server, status, body) of every JSON answer the shipped web server
+    configurations carry for their own errors."""
+    pages = []
+    with open(os.path.join(REPO, "deploy", "nginx", "otpd.conf")) as f:
+        for m in re.finditer(r"return (\d{3}) '(\{.*\})';", f.read()):
+            pages.append(("nginx", m.group(1), m.group(2)))
+    with open(os.path.join(REPO, "deploy", "apache", "otpd.conf")) as f:
+        for m in re.finditer(r"ErrorDocument (\d{3}) '(\{.*\})'", f.read()):
+            pages.append(("apache", m.group(1), m.group(2)))
+    for path in sorted(glob.glob(os.path.join(REPO, "deploy", "lighttpd",
+                                              "errors", "status-*.html"))):
+        with open(path) as f:
+            pages.append(("lighttpd", re.search(r"(\d{3})", os.path.basename(
+                path)).group(1), f.read()))
+    return pages
+
+
+def test_web_server_pages_match_spec():
+    """Each JSON page of the shipped configurations matches the schema of
+    its status wherever doc/openapi.yaml documents that status."""
+    seen = set()
+    for server, status, text in shipped_pages():
+        body = json.loads(text)
+        if status in UNDOCUMENTED_PAGES:
+            continue
+        where = 0
+        for path, ops in SPEC["paths"].items():
+            for method in ops:
+                if status not in ops[method]["responses"]:
+                    continue
+                check_answer(path, method.upper(), (
+                    int(status), {"content-type": "application/json"}, body))
+                where += 1
+        assert where, "%s answers %s, which no path documents" % (
+            server, status)
+        seen.add(status)
+    assert {"400", "403", "404", "411", "413", "414", "500", "503",
+            "504"} <= seen, seen
+
+
+def test_every_status_accounted_for():
+    documented = {(path, method, status)
+                  for path, ops in SPEC["paths"].items()
+                  for method, op in ops.items()
+                  for status in op["responses"]}
+    assert not set(LIVE) & set(NOT_LIVE), set(LIVE) & set(NOT_LIVE)
+    assert documented == set(LIVE) | set(NOT_LIVE), (
+        "documented but neither LIVE nor NOT_LIVE: %s; listed but not "
+        "documented: %s" % (sorted(documented - set(LIVE) - set(NOT_LIVE)),
+                            sorted((set(LIVE) | set(NOT_LIVE)) - documented)))
+    missing = sorted(t for t in LIVE.values() if not callable(globals().get(t)))
+    assert not missing, "LIVE names tests that do not exist: %s" % missing
+
+
+# ---------------------------------------------------------------- outage
+# Keep this last: it stops and restarts the shared PostgreSQL server.
+
+def test_503_database_down(stack, api, key, code_for):
+    """otpd's own 503 while PostgreSQL is stopped, on every path that
+    needs the database; /otp/metrics stays 200 with otpd_database_up 0."""
+    otp_id = api("generate", gen(), key)[2]["otpId"]
+    code = code_for(otp_id)
+    stack.pg_pause()
+    try:
+        for _ in range(3):   # every worker, whatever its state
+            answer = api("generate", gen(), key)
+            assert answer[0] == 503, answer
+            check_answer("/otp/generate", "POST", answer)
+            assert "retry-after" not in answer[1], answer
+            answer = api("validate", {"otpId": otp_id, "otp": code}, key)
+            assert answer[0] == 503, answer
+            check_answer("/otp/validate", "POST", answer)
+            answer = api("health")
+            assert answer[0] == 503, answer
+            check_answer("/otp/health", "GET", answer)
+            answer = api("metrics")
+            assert answer[0] == 200, answer
+            body = check_answer("/otp/metrics", "GET", answer)
+            assert "\notpd_database_up 0\n" in body, body
+    finally:
+        stack.pg_resume()
+    # every worker reconnects before the next test: a run of 200s longer
+    # than the number of workers
+    deadline = time.monotonic() + 30
+    good = 0
+    while good < 8:
+        assert time.monotonic() < deadline, "otpd did not recover"
+        if api("health")[0] == 200:
+            good += 1
+        else:
+            good = 0
+            time.sleep(0.2)
