@@ -10,6 +10,11 @@ where they are written).
 
 cron files (deploy/cron/): every job line is 5 valid time fields, a user
 and a command, as /etc/cron.d wants, and the file name is one cron reads.
+
+Every otpd or otpd-sender a unit or a cron job starts is told where its
+configuration is (-c): /etc/otpd/otpd.conf, directly or as the unit's
+credential, never the sysconfdir compiled in (/usr/local/etc with a plain
+./configure).
 """
 
 import glob
@@ -35,6 +40,8 @@ CRON_FILES = sorted(p for p in glob.glob(os.path.join(CRON_DIR, "*"))
 MAX_EXPOSURE = "2.5"
 INSTALLED_SBIN = "/usr/local/sbin/"
 SOCKET = "/run/otpd/otpd.sock"
+CONFIG = "/etc/otpd/otpd.conf"
+OUR_DAEMONS = ("otpd", "otpd-sender")
 
 
 def systemd_analyze():
@@ -226,3 +233,31 @@ def test_cron_file(path):
         # cron turns an unescaped % into a newline
         assert not re.search(r"(?<!\\)%", command), \
             "%s: unescaped %% in the command" % where
+        if command.split()[0] in OUR_DAEMONS:
+            assert re.search(r"(^|\s)-c %s(\s|$)" % re.escape(CONFIG),
+                             command), \
+                "%s: %s without -c %s" % (where, command.split()[0], CONFIG)
+
+
+def test_cron_runs_the_sender_with_its_config():
+    jobs = [fields[-1] for path in CRON_FILES for _, fields in cron_jobs(path)]
+    senders = [c for c in jobs if c.split()[0] == "otpd-sender"]
+    assert senders, "no cron job runs otpd-sender"
+    for command in senders:
+        assert "-c " + CONFIG in command, command
+
+
+@pytest.mark.parametrize("path", SERVICES, ids=os.path.basename)
+def test_units_pass_the_config(path):
+    """ExecStart names the configuration: the credential loaded from
+    /etc/otpd/otpd.conf."""
+    with open(path) as f:
+        text = f.read()
+    starts = re.findall(r"(?m)^ExecStart=(\S+)(.*)$", text)
+    ours = [(prog, args) for prog, args in starts
+            if os.path.basename(prog) in OUR_DAEMONS]
+    assert ours, "%s starts none of %s" % (path, OUR_DAEMONS)
+    for prog, args in ours:
+        assert re.search(r"(^|\s)-c %d/otpd\.conf(\s|$)", args), (prog, args)
+    assert re.search(r"(?m)^LoadCredential=otpd\.conf:%s$" % re.escape(CONFIG),
+                     text), path
