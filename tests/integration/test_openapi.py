@@ -34,7 +34,10 @@ import pytest
 import yaml
 
 from conftest import REPO, TEMPLATE_ID
+from fakes.httpfake import WebhookFake
 from pgcluster import free_port
+from sender_fixtures import (insert_jobs, make_provider,  # noqa: F401
+                             start_sender, wait_settled)
 from test_webservers import Nginx, raw_request
 from test_webservers import request as web_request
 
@@ -500,6 +503,58 @@ def test_metrics_200(api):
     assert answer[0] == 200, answer
     body = check_answer("/otp/metrics", "GET", answer)
     assert "# TYPE otpd_requests_total counter" in body
+
+
+def metric_value(text, name, **labels):
+    """The value of one series in a Prometheus text answer, or None."""
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.fullmatch(r"(\w+)\{([^}]*)\} (\S+)", line)
+        if m and m.group(1) == name and \
+                ",".join(sorted(m.group(2).split(","))) == want:
+            return float(m.group(3))
+    return None
+
+
+def test_metrics_count_retried_attempts(stack, api, start_sender):
+    """otpd_deliveries_total{outcome="retry"}: a provider that keeps
+    failing shows before its jobs run out of attempts.  With 3 attempts
+    allowed, a job whose provider answers 503 each time makes 2 retries and
+    then fails; a job delivered at the first attempt makes none."""
+    secret = "whsec-" + "m" * 24
+    hook = WebhookFake(secret)
+    try:
+        prov = make_provider(stack, "webhook", "email",
+                             {"url": hook.hook_url, "secret": secret})
+        hook.push(*[("status", 503)] * 3)
+        failing = insert_jobs(stack, prov, ["retried@example.com"])
+        p = start_sender(sender_max_attempts=3, sender_backoff_ms=20,
+                         sender_backoff_max_ms=50)
+        st = wait_settled(stack, failing)[failing[0].id]
+        assert st[0] == "failed" and st[1] == 3, st
+        sent = insert_jobs(stack, prov, ["sent@example.com"])
+        st = wait_settled(stack, sent)[sent[0].id]
+        assert st[0] == "sent" and st[1] == 1, st
+        p.stop()
+    finally:
+        hook.close()
+    # a job handed back unattempted (a sender stopping: "release") is no
+    # retry; the lease is taken by hand, as a claim would take it
+    back = insert_jobs(stack, prov, ["released@example.com"], notify=False)
+    stack.db("UPDATE otp.outbox SET attempts = attempts + 1, lease_until = "
+             "now() + interval '60 seconds', leased_by = 'test_openapi' "
+             "WHERE id = '%s'" % back[0].id)
+    assert stack.db("SELECT otp.outbox_ack('[{\"id\": \"%s\", \"outcome\": "
+                    "\"release\"}]', 'test_openapi', 3)" % back[0].id) == [["1"]]
+    rows = stack.db("SELECT outcome, n FROM otp.delivery_counts "
+                    "WHERE provider_id = %d ORDER BY 1" % prov.provider_id)
+    assert rows == [["failed", "1"], ["retry", "2"], ["sent", "1"]], rows
+    answer = api("metrics")
+    body = check_answer("/otp/metrics", "GET", answer)
+    labels = {"client": prov.client, "provider": "p", "kind": "webhook"}
+    for outcome, n in (("retry", 2), ("failed", 1), ("sent", 1)):
+        assert metric_value(body, "otpd_deliveries_total", outcome=outcome,
+                            **labels) == n, (outcome, body)
 
 
 def test_metrics_403(stack):
