@@ -544,8 +544,9 @@ def test_metrics_count_retried_attempts(stack, api, start_sender):
     stack.db("UPDATE otp.outbox SET attempts = attempts + 1, lease_until = "
              "now() + interval '60 seconds', leased_by = 'test_openapi' "
              "WHERE id = '%s'" % back[0].id)
-    assert stack.db("SELECT otp.outbox_ack('[{\"id\": \"%s\", \"outcome\": "
-                    "\"release\"}]', 'test_openapi', 3)" % back[0].id) == [["1"]]
+    ack = json.dumps([{"id": back[0].id, "outcome": "release"}])
+    assert stack.db("SELECT otp.outbox_ack('%s', 'test_openapi', 3)"
+                    % ack) == [["1"]]
     rows = stack.db("SELECT outcome, n FROM otp.delivery_counts "
                     "WHERE provider_id = %d ORDER BY 1" % prov.provider_id)
     assert rows == [["failed", "1"], ["retry", "2"], ["sent", "1"]], rows
@@ -676,7 +677,8 @@ def test_every_status_accounted_for():
         "documented but neither LIVE nor NOT_LIVE: %s; listed but not "
         "documented: %s" % (sorted(documented - set(LIVE) - set(NOT_LIVE)),
                             sorted((set(LIVE) | set(NOT_LIVE)) - documented)))
-    missing = sorted(t for t in LIVE.values() if not callable(globals().get(t)))
+    missing = sorted(t for t in LIVE.values()
+                     if not callable(globals().get(t)))
     assert not missing, "LIVE names tests that do not exist: %s" % missing
 
 
