@@ -195,8 +195,9 @@ metrics_handle(struct app *app, struct request *r)
 	buf_init(o, METRICS_MAX);
 	d.o = o;
 	d.rc = render_requests(o);
-	d.rc |= buf_puts(o, "# HELP otpd_deliveries_total Finished "
-	    "deliveries by provider and outcome.\n"
+	d.rc |= buf_puts(o, "# HELP otpd_deliveries_total Delivery "
+	    "outcomes by provider: finished (sent, failed, expired) and "
+	    "retried attempts (retry).\n"
 	    "# TYPE otpd_deliveries_total counter\n");
 	rc = store_outbox_stats(app->st, &s, render_delivery, &d);
 	if (rc == RC_OK)
