@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "http.h"
@@ -108,15 +109,6 @@ otp_outbox_aad(char *out, size_t outlen, const char *otp_id,
 	if (n < 0 || (size_t)n >= outlen)
 		return 0;
 	return (size_t)n;
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* the client id last seen for this key hash, or 0 */
@@ -231,10 +223,11 @@ issue(struct app *app, const uint8_t key_hash[CRYPTO_TAG_LEN],
 			log_error("event=issue_failed error=\"%s\"", rc_str(rc));
 			return RC_INTERNAL;
 		}
-		c.notify = now_ms() - app->notified_ms >= OTP_NOTIFY_INTERVAL_MS;
+		c.notify = clock_mono_ms() - app->notified_ms >=
+		    OTP_NOTIFY_INTERVAL_MS;
 		rc = store_issue(app->st, &c, done);
 		if (rc == RC_OK && done->result == ISSUE_OK && c.notify)
-			app->notified_ms = now_ms();
+			app->notified_ms = clock_mono_ms();
 		if (rc != RC_OK || done->result != ISSUE_STALE)
 			break;
 		client_hint_set(app, key_hash, done->client_id);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "keyring.h"
@@ -188,15 +189,6 @@ open_listener(const struct config *cfg, int *unix_socket)
 	return -1;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* fork a worker; its pid, or 0 when fork failed */
 static pid_t
 spawn(int fd, const struct config *cfg, const struct keyring *kr)
@@ -224,7 +216,7 @@ fill_slots(struct slot *slots, int n, int fd, const struct config *cfg,
     const struct keyring *kr)
 {
 	struct itimerval it;
-	int64_t now = now_ms(), wait = 0, left;
+	int64_t now = clock_mono_ms(), wait = 0, left;
 	int i;
 
 	for (i = 0; i < n; i++) {
@@ -328,7 +320,7 @@ supervise(int fd, const struct config *cfg, const struct keyring *kr)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	memset(slots, 0, sizeof(slots));
 	for (i = 0; i < n; i++)
-		slots[i].started = now_ms() - RESPAWN_MS;	/* due now */
+		slots[i].started = clock_mono_ms() - RESPAWN_MS; /* due now */
 	fill_slots(slots, n, fd, cfg, kr);
 	log_info("event=started workers=%d", n);
 	for (;;) {

@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "keyring.h"
@@ -109,15 +110,6 @@ on_signal(int sig)
 }
 
 static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
 min64(int64_t a, int64_t b)
 {
 	return a < b ? a : b;
@@ -128,7 +120,7 @@ static void
 sender_wake(struct sender *s)
 {
 	s->wake = true;
-	s->woken_ms = mono_ms();
+	s->woken_ms = clock_mono_ms();
 }
 
 /* xorshift64*: jitter only, seeded from the CSPRNG */
@@ -398,7 +390,7 @@ sender_slot_done(struct sender *s, struct slot *sl,
 	    "event=%s id=%s kind=%s attempt=%d ms=%lld delay=%.1f "
 	    "error=\"%s\"", events[res->outcome <= PROVIDER_FAILED ?
 	    res->outcome : PROVIDER_FAILED], sl->job.id, sl->job.kind,
-	    sl->job.attempts, (long long)(mono_ms() - sl->started_ms),
+	    sl->job.attempts, (long long)(clock_mono_ms() - sl->started_ms),
 	    sl->delay, log_safe(sl->error, safe, sizeof(safe)));
 	sender_slot_wipe(s, sl);
 	if (sl->state == SLOT_INFLIGHT)
@@ -408,7 +400,7 @@ sender_slot_done(struct sender *s, struct slot *sl,
 	sl->state = SLOT_DONE;
 	s->done++;
 	if (s->ack_due_ms == 0)
-		s->ack_due_ms = mono_ms() + ACK_DELAY_MS;
+		s->ack_due_ms = clock_mono_ms() + ACK_DELAY_MS;
 }
 
 /* a queued job handed back unattempted (stop, too late in its lease, or
@@ -424,16 +416,7 @@ sender_slot_release(struct sender *s, struct slot *sl)
 	sl->state = SLOT_DONE;
 	s->done++;
 	if (s->ack_due_ms == 0)
-		s->ack_due_ms = mono_ms();
-}
-
-static int64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		s->ack_due_ms = clock_mono_ms();
 }
 
 /*
@@ -454,7 +437,8 @@ sender_slot_expired(struct sender *s, struct slot *sl)
 	s->n_released--;
 	s->n_expired++;
 	s->drained = false;
-	s->next_claim_ms = min64(s->next_claim_ms, mono_ms() + CLAIM_FLOOR_MS);
+	s->next_claim_ms = min64(s->next_claim_ms,
+	    clock_mono_ms() + CLAIM_FLOOR_MS);
 }
 
 /* Starting a delivery ---------------------------------------------------- */
@@ -626,7 +610,7 @@ sender_start(struct sender *s, struct slot *sl)
 
 	memset(&res, 0, sizeof(res));
 	res.retry_after = -1;
-	sl->started_ms = mono_ms();
+	sl->started_ms = clock_mono_ms();
 	sl->prov = NULL;
 	sl->d.state = NULL;
 	if (sender_prepare(s, sl, &res) != RC_OK) {
@@ -694,9 +678,9 @@ sender_start_queued(struct sender *s)
 		sl = sender_next_queued(s);
 		if (sl == NULL)
 			break;
-		if (s->stopping || mono_ms() - sl->claimed_ms > latest)
+		if (s->stopping || clock_mono_ms() - sl->claimed_ms > latest)
 			sender_slot_release(s, sl);
-		else if (wall_ms() >= sl->job.expires_ms)
+		else if (clock_wall_ms() >= sl->job.expires_ms)
 			sender_slot_expired(s, sl);
 		else
 			sender_start(s, sl);
@@ -736,7 +720,7 @@ static void
 sender_db_down(struct sender *s)
 {
 	s->db_ok = false;
-	s->db_retry_ms = mono_ms() + s->db_backoff_ms;
+	s->db_retry_ms = clock_mono_ms() + s->db_backoff_ms;
 	s->db_backoff_ms *= 2;
 	if (s->db_backoff_ms > DB_RETRY_MAX_MS)
 		s->db_backoff_ms = DB_RETRY_MAX_MS;
@@ -750,7 +734,7 @@ sender_db_ensure(struct sender *s)
 
 	if (s->db_ok)
 		return RC_OK;
-	if (mono_ms() < s->db_retry_ms)
+	if (clock_mono_ms() < s->db_retry_ms)
 		return RC_UNAVAILABLE;
 	rc = outbox_connect(s->ob);
 	if (rc != RC_OK) {
@@ -859,7 +843,7 @@ sender_schedule(struct sender *s, int64_t now)
 static void
 sender_claim(struct sender *s)
 {
-	int64_t now = mono_ms();
+	int64_t now = clock_mono_ms();
 	int want = sender_claim_want(s, now), n = 0, claimed = 0, i, k, rc;
 
 	if (want == 0)
@@ -952,7 +936,7 @@ sender_poll(struct sender *s)
 		else if (woken)
 			sender_wake(s);
 	}
-	wait = sender_wait_ms(s, mono_ms());
+	wait = sender_wait_ms(s, clock_mono_ms());
 	memset(fds, 0, sizeof(fds));
 	fds[n].fd = sig_pipe[0];
 	fds[n++].events = CURL_WAIT_POLLIN;
@@ -1019,7 +1003,7 @@ sender_loop(struct sender *s)
 	int64_t now;
 
 	for (;;) {
-		now = mono_ms();
+		now = clock_mono_ms();
 		if (s->deadline_ms > 0 && now >= s->deadline_ms)
 			sender_stop(s, "time_up");
 		if (sender_db_ensure(s) != RC_OK &&
@@ -1029,7 +1013,7 @@ sender_loop(struct sender *s)
 		}
 		sender_pump(s);
 		/* batch acks for a moment, unless nothing else is going on */
-		if (s->done > 0 && (mono_ms() >= s->ack_due_ms ||
+		if (s->done > 0 && (clock_mono_ms() >= s->ack_due_ms ||
 		    (s->inflight == 0 && s->queued == 0) || s->stopping ||
 		    sender_free_slots(s) == 0))
 			(void)sender_flush(s);
@@ -1121,7 +1105,7 @@ sender_init(struct sender *s, const struct config *cfg,
 	if (crypto_random(&s->rng, sizeof(s->rng)) != RC_OK || s->rng == 0)
 		s->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
 	if (opts->mode == SENDER_FOR)
-		s->deadline_ms = mono_ms() + opts->for_seconds * 1000;
+		s->deadline_ms = clock_mono_ms() + opts->for_seconds * 1000;
 	sender_worker_name(worker, sizeof(worker));
 	s->ob = outbox_new(cfg->database, worker);
 	s->multi = curl_multi_init();
