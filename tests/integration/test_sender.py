@@ -965,3 +965,56 @@ SELECT otp.set_template('%(n)s', 'login', 'email', 'Login code',
     log = p.log()
     assert mail_code not in log and body["code"] not in log
     assert SECRET not in log
+
+
+def test_next_due_reads_only_the_jobs_it_needs(stack, hook):
+    """otp.outbox_next_due(), which a following sender asks after every
+    short claim, finds the next due job without reading the whole queue,
+    counts a lease held past next_attempt_at, and is NULL with nothing to
+    wait for (an empty queue, or only jobs scheduled for 'infinity')."""
+    prov = webhook_provider(stack, hook)
+    insert_jobs(stack, prov, ["nd%d@example.com" % i for i in range(3000)],
+                notify=False)
+    p = prov.provider_id
+    probe = """
+SELECT s.seq_tup_read + coalesce(s.idx_tup_fetch, 0) AS n
+FROM pg_stat_xact_user_tables s WHERE s.relid = 'otp.outbox'::regclass
+\\gset
+SELECT round(otp.outbox_next_due()::numeric) AS due \\gset
+SELECT :'due',
+    (SELECT s.seq_tup_read + coalesce(s.idx_tup_fetch, 0) - :n
+     FROM pg_stat_xact_user_tables s
+     WHERE s.relid = 'otp.outbox'::regclass);
+"""
+    out = stack.pg.psql("""BEGIN;
+-- only this test's jobs are pending: the rest of the queue is not ours
+UPDATE otp.outbox SET status = 'sent'
+WHERE status = 'pending' AND provider_id <> %(p)d;
+UPDATE otp.outbox SET next_attempt_at = now()
+    + make_interval(secs => 100 + (random() * 3000)::int)
+WHERE provider_id = %(p)d;
+UPDATE otp.outbox SET next_attempt_at = now() + interval '60 s'
+WHERE id = (SELECT id FROM otp.outbox WHERE provider_id = %(p)d LIMIT 1);
+%(probe)s
+-- a job a sender holds for 30 s more, due since a second ago
+UPDATE otp.outbox SET next_attempt_at = now() - interval '1 s',
+    lease_until = now() + interval '30 s'
+WHERE id = (SELECT id FROM otp.outbox WHERE provider_id = %(p)d
+    AND lease_until IS NULL ORDER BY next_attempt_at DESC LIMIT 1);
+%(probe)s
+-- one due in 10 s comes before that lease runs out
+UPDATE otp.outbox SET next_attempt_at = now() + interval '10 s'
+WHERE id = (SELECT id FROM otp.outbox WHERE provider_id = %(p)d
+    AND lease_until IS NULL ORDER BY next_attempt_at DESC LIMIT 1);
+%(probe)s
+UPDATE otp.outbox SET next_attempt_at = 'infinity', lease_until = NULL
+WHERE provider_id = %(p)d;
+SELECT coalesce(otp.outbox_next_due()::text, 'null');
+UPDATE otp.outbox SET status = 'sent' WHERE provider_id = %(p)d;
+SELECT coalesce(otp.outbox_next_due()::text, 'null');
+ROLLBACK;
+""" % {"p": p, "probe": probe}, dbname="otpd")
+    rows = [r.split("|") for r in out.split("\n") if r]
+    assert [r[0] for r in rows] == ["60", "30", "10", "null", "null"], rows
+    # each look read a handful of rows, not the 3,000 pending ones
+    assert all(int(r[1]) < 50 for r in rows[:3]), rows
