@@ -96,8 +96,9 @@ for _p in ALL:
         "failure no request can cause; lighttpd's page for it is checked " \
         "by test_web_server_pages_match_spec"
     NOT_LIVE[(_p, _m, "504")] = "the shipped nginx configuration answers " \
-        "503 on a timeout; Apache answers 504 after 30 s " \
-        "(test_web_server_pages_match_spec checks its body)"
+        "503 on a timeout; Apache and lighttpd answer 504 after 30 s " \
+        "(test_webservers.py::test_otpd_too_slow checks it for " \
+        "/otp/health, test_web_server_pages_match_spec its body)"
 # statuses for which the shipped lighttpd and Apache configurations carry
 # a JSON page that no request makes them send
 UNDOCUMENTED_PAGES = {"502": "otpd unreachable gets 503 from every shipped "

@@ -45,6 +45,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -664,3 +665,71 @@ def test_otpd_unreachable(backends, name):
         raise
     finally:
         server.stop()
+
+
+def test_otpd_too_slow(backends):
+    """When otpd accepts the connection but does not answer, each web
+    server gives up after its shipped 30 s timeout and answers in JSON:
+    nginx 503, lighttpd and Apache 504 (doc/openapi.yaml, GatewayTimeout).
+    The three wait at the same time, so the test takes 30 s, not 90."""
+    hang = os.path.join(backends.sockdir, "never-answers.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(hang)
+    os.chmod(hang, 0o666)
+    listener.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def hold():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except socket.timeout:
+                pass
+    acceptor = threading.Thread(target=hold, daemon=True)
+    acceptor.start()
+    expect = {"nginx": 503, "lighttpd": 504, "apache": 504}
+    servers = {n: SERVERS[n](backends, "unix", socket_path=hang,
+                             tag="-slow") for n in expect}
+    answers = {}
+
+    def ask(name):
+        conn = http.client.HTTPConnection("127.0.0.1", servers[name].port,
+                                          timeout=90)
+        try:
+            t = time.monotonic()
+            conn.request("GET", "/otp/health")
+            resp = conn.getresponse()
+            answers[name] = (resp.status, resp.getheader("Content-Type"),
+                             parse_body(resp.read()), time.monotonic() - t)
+        finally:
+            conn.close()
+    try:
+        for server in servers.values():
+            server.start()
+        askers = [threading.Thread(target=ask, args=(n,)) for n in expect]
+        for a in askers:
+            a.start()
+        for a in askers:
+            a.join(120)
+        for name, status in expect.items():
+            got = answers.get(name)
+            assert got is not None, name
+            assert got[:3] == (status, "application/json", UNAVAILABLE), \
+                (name, got)
+            # it did wait for otpd: not a refused connection
+            assert got[3] >= 25, (name, got)
+        assert held, "no web server connected"
+    except BaseException:
+        for server in servers.values():
+            sys.stderr.write(server.logs())
+        raise
+    finally:
+        stop.set()
+        acceptor.join()
+        for server in servers.values():
+            server.stop()
+        for c in held:
+            c.close()
+        listener.close()
