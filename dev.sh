@@ -15,7 +15,7 @@
 # stack runs as the unprivileged system user "otpd" (created when absent);
 # otherwise as the current user.  PostgreSQL listens on a unix socket in
 # .local/run (mode 0700: only the stack user connects, with trust) and on
-# 127.0.0.1:55432 (password, see DATABASE_URL).  Ports can be moved with
+# 127.0.0.1:15432 (password, see DATABASE_URL).  Ports can be moved with
 # OTPD_HTTP_PORT and OTPD_PG_PORT.
 set -euo pipefail
 
@@ -28,7 +28,10 @@ SPOOL=$LOCAL/spool
 PGDATA=$LOCAL/pg
 NGINX_DIR=$LOCAL/nginx
 HTTP_PORT=${OTPD_HTTP_PORT:-8080}
-PG_PORT=${OTPD_PG_PORT:-55432}
+# below the kernel's ephemeral range (32768-60999): a port in it can be
+# held by any outgoing connection (even one in TIME-WAIT), and then
+# PostgreSQL cannot bind it
+PG_PORT=${OTPD_PG_PORT:-15432}
 DB_NAME=otpd
 DB_ROLE=otpd
 DEMO_CLIENT=demo
