@@ -9,7 +9,8 @@
 #   ./dev.sh test    install packages, build, run the unit tests, the
 #                    integration tests, then both again on an ASan+UBSan
 #                    build, then make distcheck.
-#   ./dev.sh deps | build    only those steps.
+#   ./dev.sh deps | build    only those steps (deps also installs the
+#                    packages named in $OTPD_EXTRA_PACKAGES).
 #
 # Everything the stack writes lives in .local/ (git-ignored).  As root the
 # stack runs as the unprivileged system user "otpd" (created when absent);
@@ -63,7 +64,11 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 
 cmd_deps() {
 	local missing=() p
-	for p in "${APT_PACKAGES[@]}"; do
+	# OTPD_EXTRA_PACKAGES: more Debian packages (bench/run adds the ones
+	# only it needs: wrk, valgrind)
+	# shellcheck disable=SC2206
+	local want=("${APT_PACKAGES[@]}" ${OTPD_EXTRA_PACKAGES:-})
+	for p in "${want[@]}"; do
 		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
 		    grep -q 'install ok installed'; then
 			missing+=("$p")
