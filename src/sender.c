@@ -38,6 +38,7 @@
 #define DB_RETRY_MAX_MS 10000
 #define STOP_ACK_TRIES 8	/* at stop, try the database this many times */
 #define QUEUE_MIN 16		/* queue at least this many jobs (or a batch) */
+#define QUEUE_PER_TRANSFER 4	/* and up to this many per transfer */
 
 enum slot_state { SLOT_FREE = 0, SLOT_QUEUED, SLOT_INFLIGHT, SLOT_DONE };
 
@@ -1091,11 +1092,18 @@ sender_init(struct sender *s, const struct config *cfg,
 	s->parallel = (int)cfg->sender_parallel;
 	/*
 	 * Slots: the transfers in flight and a queue behind them, deep enough
-	 * that one claim feeds several transfers even at low parallelism.
-	 * Queued jobs wait at most half their lease (sender_start_queued).
+	 * that one claim feeds several transfers even at low parallelism, and
+	 * growing with parallelism up to a batch: every claim and every ack
+	 * is a round trip and a commit that no transfer moves during, so at
+	 * 16 transfers a queue of 16 made the claims, not the provider, the
+	 * limit.  Queued jobs wait at most half their lease
+	 * (sender_start_queued).
 	 */
-	s->qdepth = (int)(cfg->sender_batch < QUEUE_MIN ? cfg->sender_batch :
-	    QUEUE_MIN);
+	s->qdepth = QUEUE_PER_TRANSFER * s->parallel;
+	if (s->qdepth < QUEUE_MIN)
+		s->qdepth = QUEUE_MIN;
+	if (s->qdepth > (int)cfg->sender_batch)
+		s->qdepth = (int)cfg->sender_batch;
 	if (s->qdepth < s->parallel)
 		s->qdepth = s->parallel;
 	s->nslots = s->parallel + s->qdepth;
