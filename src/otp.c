@@ -240,13 +240,15 @@ issue(struct app *app, const uint8_t key_hash[CRYPTO_TAG_LEN],
 /* answer body again with what the database said of its names */
 static void
 reply_names(struct request *r, struct json_object *body,
-    const struct gen_found *found)
+    const struct store_names *names)
 {
+	struct gen_found found = {names->provider_found,
+	    names->template_found};
 	struct generate_req g;
 	struct verrors errs;
 
-	/* RC_OK cannot happen: found says a name is missing */
-	if (validate_generate(body, found, &g, &errs) == RC_OK ||
+	/* RC_OK cannot happen: names says a name is missing */
+	if (validate_generate(body, &found, &g, &errs) == RC_OK ||
 	    errs.n == 0)
 		reply_rc(r, RC_INTERNAL);
 	else
@@ -264,7 +266,6 @@ reply_invalid_generate(struct app *app, struct request *r,
     const struct generate_req *g, const struct verrors *errs)
 {
 	struct store_names names;
-	struct gen_found found;
 	int rc;
 
 	if (g->provider == NULL && g->template_id == NULL) {
@@ -277,9 +278,7 @@ reply_invalid_generate(struct app *app, struct request *r,
 		reply_rc(r, rc);
 		return;
 	}
-	found.provider = names.provider_found;
-	found.template_id = names.template_found;
-	reply_names(r, body, &found);
+	reply_names(r, body, &names);
 }
 
 void
@@ -289,7 +288,6 @@ otp_generate(struct app *app, struct request *r)
 	uint8_t key_hash[CRYPTO_TAG_LEN];
 	struct store_issued done;
 	struct generate_req g;
-	struct gen_found found;
 	struct verrors errs;
 	struct json_object *body;
 	int rc;
@@ -306,9 +304,7 @@ otp_generate(struct app *app, struct request *r)
 		reply_rc(r, rc);
 	} else if (done.result == ISSUE_NOT_FOUND) {
 		/* every other check passed: only the names can be listed */
-		found.provider = done.provider_found;
-		found.template_id = done.template_found;
-		reply_names(r, body, &found);
+		reply_names(r, body, &done.names);
 	} else if (done.result == ISSUE_OK) {
 		reply_generated(r, otp_id, &g, &done);
 	} else {

@@ -26,7 +26,8 @@ static const struct db_statement statements[] = {
 	{"claim", "SELECT id, status, client_id, provider_id, channel,"
 	    " destination,"
 	    " code_sealed, key_id, attempts, expires_at, expires_text,"
-	    " minutes, kind, config, subject, body"
+	    " minutes, kind, config, subject, body,"
+	    " (extract(epoch FROM expires_at::timestamptz) * 1000)::bigint"
 	    " FROM otp.outbox_claim($1::int, $2::int, $3, $4::int)"},
 	{"ack", "SELECT otp.outbox_ack($1::jsonb, $2, $3::int)"},
 	{"next_due", "SELECT otp.outbox_next_due()"},
@@ -38,7 +39,7 @@ static const struct db_statement statements[] = {
 enum {
 	C_ID, C_STATUS, C_CLIENT, C_PROVIDER, C_CHANNEL, C_DEST, C_SEALED, C_KEY,
 	C_ATTEMPTS, C_EXPIRES, C_EXPTEXT, C_MINUTES, C_KIND, C_CONFIG,
-	C_SUBJECT, C_BODY, C_NCOLS
+	C_SUBJECT, C_BODY, C_EXPIRES_MS, C_NCOLS
 };
 
 struct outbox *
@@ -190,55 +191,6 @@ copy_text(char *dst, size_t dstlen, const char *src)
 	return RC_OK;
 }
 
-/* the n digits at s as a number, or -1 */
-static int64_t
-digits(const char *s, int n)
-{
-	int64_t v = 0;
-	int i;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	return v;
-}
-
-/*
- * "YYYY-MM-DDTHH:MM:SS.ffffffZ" (what outbox_claim answers) as Unix
- * milliseconds.  Days from the civil date as in Howard Hinnant's
- * days_from_civil, so that neither the TZ nor timegm(3) is involved.
- */
-static int
-utc_ms(const char *s, int64_t *ms)
-{
-	int64_t y, mo, d, h, mi, sec, frac = 0, era, yoe, doy, doe;
-
-	if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
-	    s[13] != ':' || s[16] != ':' || s[strlen(s) - 1] != 'Z')
-		return RC_INTERNAL;
-	y = digits(s, 4);
-	mo = digits(s + 5, 2);
-	d = digits(s + 8, 2);
-	h = digits(s + 11, 2);
-	mi = digits(s + 14, 2);
-	sec = digits(s + 17, 2);
-	if (s[19] == '.')
-		frac = digits(s + 20, 3);
-	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 ||
-	    h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60 || frac < 0)
-		return RC_INTERNAL;
-	y -= mo <= 2;
-	era = y / 400;
-	yoe = y - era * 400;
-	doy = (153 * (mo > 2 ? mo - 3 : mo + 9) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	*ms = ((era * 146097 + doe - 719468) * 86400 + h * 3600 + mi * 60 +
-	    sec) * 1000 + frac;
-	return RC_OK;
-}
-
 /* one row of "claim" into j */
 static int
 outbox_job_read(PGresult *res, int row, struct outbox_job *j)
@@ -251,13 +203,14 @@ outbox_job_read(PGresult *res, int row, struct outbox_job *j)
 	    PQgetvalue(res, row, C_EXPIRES)) ||
 	    copy_text(j->expires_text, sizeof(j->expires_text),
 	    PQgetvalue(res, row, C_EXPTEXT)) ||
-	    copy_text(j->kind, sizeof(j->kind), PQgetvalue(res, row, C_KIND)) ||
-	    utc_ms(j->expires_at, &j->expires_ms) != RC_OK)
+	    copy_text(j->kind, sizeof(j->kind), PQgetvalue(res, row, C_KIND)))
 		return RC_INTERNAL;
 	if (parse_int64(PQgetvalue(res, row, C_CLIENT), 1, INT64_MAX,
 	    &j->client_id) != RC_OK ||
 	    parse_int64(PQgetvalue(res, row, C_PROVIDER), 1, INT64_MAX,
-	    &j->provider_id) != RC_OK)
+	    &j->provider_id) != RC_OK ||
+	    parse_int64(PQgetvalue(res, row, C_EXPIRES_MS), 0, INT64_MAX,
+	    &j->expires_ms) != RC_OK)
 		return RC_INTERNAL;
 	if (parse_int64(PQgetvalue(res, row, C_KEY), 1, INT32_MAX, &v) != RC_OK)
 		return RC_INTERNAL;

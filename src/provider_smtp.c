@@ -69,6 +69,13 @@ line_column(const struct buf *out)
 	return out->len - i;
 }
 
+/* how many characters a header line has left after column col */
+static size_t
+line_room(size_t col)
+{
+	return col < SMTP_HEADER_LINE ? SMTP_HEADER_LINE - col : 0;
+}
+
 /* can value go as it is in the room left on the line: printable ASCII
  * that does not look like an encoded-word and fits? */
 static int
@@ -93,7 +100,7 @@ fits_raw(const char *v, size_t room)
 static size_t
 word_take(const unsigned char *p, size_t left, size_t col)
 {
-	size_t room = col < SMTP_HEADER_LINE ? SMTP_HEADER_LINE - col : 0;
+	size_t room = line_room(col);
 	size_t take;
 
 	if (room > SMTP_WORD_MAX)
@@ -113,8 +120,7 @@ provider_smtp_encode_header(struct buf *out, const char *value)
 	size_t n = strlen(value), i = 0, col = line_column(out), take;
 	int rc = RC_OK;
 
-	if (fits_raw(value, col < SMTP_HEADER_LINE ? SMTP_HEADER_LINE - col :
-	    0))
+	if (fits_raw(value, line_room(col)))
 		return buf_append(out, value, n);
 	while (rc == RC_OK && i < n) {
 		take = word_take(p + i, n - i, col);

@@ -413,7 +413,6 @@ sender_slot_release(struct sender *s, struct slot *sl)
 	sl->delay = 0;
 	sl->error[0] = sl->message_id[0] = '\0';
 	s->queued--;
-	s->n_released++;
 	sl->state = SLOT_DONE;
 	s->done++;
 	if (s->ack_due_ms == 0)
@@ -435,7 +434,6 @@ sender_slot_expired(struct sender *s, struct slot *sl)
 	log_info("event=delivery_expired id=%s kind=%s attempt=%d",
 	    sl->job.id, sl->job.kind, sl->job.attempts);
 	sender_slot_release(s, sl);
-	s->n_released--;
 	s->n_expired++;
 	s->drained = false;
 	s->next_claim_ms = min64(s->next_claim_ms,
@@ -679,12 +677,14 @@ sender_start_queued(struct sender *s)
 		sl = sender_next_queued(s);
 		if (sl == NULL)
 			break;
-		if (s->stopping || clock_mono_ms() - sl->claimed_ms > latest)
+		if (s->stopping || clock_mono_ms() - sl->claimed_ms > latest) {
 			sender_slot_release(s, sl);
-		else if (clock_wall_ms() >= sl->job.expires_ms)
+			s->n_released++;
+		} else if (clock_wall_ms() >= sl->job.expires_ms) {
 			sender_slot_expired(s, sl);
-		else
+		} else {
 			sender_start(s, sl);
+		}
 	}
 }
 

@@ -306,9 +306,9 @@ store_issue(struct store *st, const struct store_code *c,
 	rc = get_i64(res, 0, &out->client_id);
 	if (rc != RC_OK)
 		goto out;
-	out->provider_found = get_bool(res, 1);
-	out->template_found = c->template_id == NULL || get_bool(res, 2);
-	if (!out->provider_found || !out->template_found) {
+	out->names.provider_found = get_bool(res, 1);
+	out->names.template_found = c->template_id == NULL || get_bool(res, 2);
+	if (!out->names.provider_found || !out->names.template_found) {
 		out->result = ISSUE_NOT_FOUND;
 	} else if (PQgetisnull(res, 0, 3)) {
 		out->result = ISSUE_STALE;

@@ -40,11 +40,17 @@ enum store_issue_result {
 	ISSUE_NOT_FOUND,	/* the provider or the template: see below */
 };
 
+/* Whether the key's client has the provider and the template a request
+ * names (a template counts as found when none was named). */
+struct store_names {
+	bool provider_found;
+	bool template_found;
+};
+
 struct store_issued {
 	enum store_issue_result result;
 	int64_t client_id;	/* the key's client */
-	bool provider_found;
-	bool template_found;	/* true when no templateId was given */
+	struct store_names names;	/* with ISSUE_NOT_FOUND */
 	char created[STORE_TIME_MAX];	/* RFC 3339 UTC */
 	char expires[STORE_TIME_MAX];
 };
@@ -88,12 +94,6 @@ int store_ping(struct store *st) WARN_UNUSED;
  * key_hash, else RC_UNAUTHORIZED. */
 int store_auth(struct store *st, const uint8_t key_hash[CRYPTO_TAG_LEN],
     int64_t *client_id) WARN_UNUSED;
-
-/* What store_names() found for the key's client. */
-struct store_names {
-	bool provider_found;
-	bool template_found;
-};
 
 /* store_names: like store_auth(), and whether the key's client has the
  * provider and the template named for channel (a NULL name is not looked
