@@ -532,6 +532,13 @@ def logged_paths(text, marker):
                       % re.escape(marker), text)
 
 
+def written(server):
+    """How many code and outbox rows the database holds."""
+    return server.backends.stack.db(
+        "SELECT (SELECT count(*) FROM otp.codes),"
+        " (SELECT count(*) FROM otp.outbox)")
+
+
 def exercise(server, key, code_for):
     """The API through server: every check of this module."""
     port = server.port
@@ -553,23 +560,28 @@ def exercise(server, key, code_for):
     # exactly the limit passes, one byte more does not
     status, _, resp = post(port, "/otp/generate", padded(BODY_LIMIT), key)
     assert status == 200, (status, resp)
+    before = written(server)
     for size in (BODY_LIMIT + 1, 100000):
         status, headers, resp = post(port, "/otp/generate", padded(size),
                                      key)
         assert (status, resp) == (413, TOO_LARGE), (size, status, resp)
         assert is_json(headers), headers
+    assert written(server) == before
 
     # the same for a chunked body, which has no length to check up front
     # (Apache refuses every chunked body: 411)
     for size, (want, want_body) in ((BODY_LIMIT, server.CHUNKED_SMALL),
                                     (BODY_LIMIT + 1, server.CHUNKED_LARGE),
                                     (100000, server.CHUNKED_LARGE)):
+        before = written(server)
         status, headers, resp = post(port, "/otp/generate", padded(size), key,
                                      chunked=True)
         assert status == want, (size, status, resp)
         assert is_json(headers), headers
         if want_body is not None:
             assert resp == want_body, (size, resp)
+        if status != 200:
+            assert written(server) == before, (size, status)
 
     # requests the server refuses before they reach otpd: a header line
     # over 8 KiB (a long x-api-key), a request line over 8 KiB, a header
@@ -582,10 +594,12 @@ def exercise(server, key, code_for):
              b" HTTP/1.1\r\nHost: x\r\n\r\n", server.LONG_URI),
             ("malformed", b"GET /otp/health HTTP/1.1\r\nHost: x\r\n"
              b"no colon here\r\n\r\n", server.MALFORMED)):
+        before = written(server)
         status, headers, resp = raw_request(port, data)
         assert status == want, (what, status, resp)
         if want_body is not None:
             assert resp == want_body and is_json(headers), (what, resp)
+        assert written(server) == before, what
 
     # 415: Content-Type reaches otpd
     status, headers, resp = post(port, "/otp/generate", gen_body(), key,
