@@ -444,7 +444,7 @@ tail -n 1 $SPOOL/email.jsonl
 curl -sS -X POST $url/validate -H 'x-api-key: $key' -H 'Content-Type: application/json' -d '{"otpId":"OTP_ID","otp":"CODE"}'
 
 # or all three at once:
-ID=\$(curl -sS -X POST $url/generate -H 'x-api-key: $key' -H 'Content-Type: application/json' -d '{"channel":"sms","provider":"generic","destination":"+573001112233","type":"numeric","length":6,"expiresInSeconds":300}' | $PY -c 'import json,sys; print(json.load(sys.stdin)["otpId"])'); sleep 1; CODE=\$(grep "\$ID" $SPOOL/sms.jsonl | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["code"])'); curl -sS -X POST $url/validate -H 'x-api-key: $key' -H 'Content-Type: application/json' -d "{\\"otpId\\":\\"\$ID\\",\\"otp\\":\\"\$CODE\\"}"; echo
+ID=\$(curl -sS -X POST $url/generate -H 'x-api-key: $key' -H 'Content-Type: application/json' -d '{"channel":"sms","provider":"generic","destination":"+573001112233","type":"numeric","length":6,"expiresInSeconds":300}' | $PY -c 'import json,sys; print(json.load(sys.stdin)["otpId"])'); for i in 1 2 3 4 5 6 7 8 9 10; do grep -q "\$ID" $SPOOL/sms.jsonl 2>/dev/null && break; sleep 0.5; done; CODE=\$(grep "\$ID" $SPOOL/sms.jsonl | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["code"])'); curl -sS -X POST $url/validate -H 'x-api-key: $key' -H 'Content-Type: application/json' -d "{\\"otpId\\":\\"\$ID\\",\\"otp\\":\\"\$CODE\\"}"; echo
 
 # logs: $LOG/   stop: ./dev.sh down
 EOF
